@@ -1,0 +1,128 @@
+"""The ``stepfoley`` command line.
+
+Exit codes: 0 success, 1 a run finished with failed assets recorded, 2 usage or
+configuration error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tasks.config import ConfigError, Settings, ensure_data_dir, export_environment, load_settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base = dict(ctx.obj or {})
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings(base)
+    ensure_data_dir(settings)
+    export_environment(settings)
+    return settings
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data directory (database, outputs, stems, logs). Env: STEPFOLEY_DATA_DIR.")
+@click.option("--db", "database_url", metavar="URL",
+              help="Database URL (default: SQLite in the data dir). Env: STEPFOLEY_DATABASE_URL.")
+@click.version_option(package_name="stepfoley")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None) -> None:
+    """stepfoley: give silent footage its sound, one track per sound event (NAG)."""
+    ctx.obj = {"data_dir": data_dir, "database_url": database_url}
+
+
+@cli.group(context_settings=CONTEXT)
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade", context_settings=CONTEXT)
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply migrations (and views) to the configured database."""
+    from tasks.database import open_database, redact
+
+    settings = _settings(ctx)
+    open_database(settings, migrate=True)
+    from sql.migrate import current
+
+    click.echo(f"database {redact(settings.db_url)} at revision {current(settings.db_url)}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """One row per asset: path, sha256, status, error, scenes, tracks, output, timings."""
+    from sql.repository import asset_status_rows
+    from sql.session import session_scope
+    from tasks.database import open_database
+
+    settings = _settings(ctx)
+    engine = open_database(settings)
+    with session_scope(engine) as session:
+        rows = [dict(r) for r in asset_status_rows(session)]
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} assets")
+    cols = ["path", "status", "scenes", "tracks", "output", "error"]
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[str(r.get(c) if r.get(c) is not None else "") for c in cols])
+    Console().print(table)
+
+
+def _register_optional_commands() -> None:
+    """Commands from other modules of flows/, registered when their module exists."""
+    import importlib
+
+    for name in ("flows.cli_run", "flows.cli_models", "flows.cli_review"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.register(cli)
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point with the project's exit-code contract."""
+    try:
+        rv = cli.main(args=argv, prog_name="stepfoley", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 2
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "stepfoley"
+        click.echo(f"stepfoley: error: {exc.format_message()} (see '{where} --help')", err=True)
+        return 2
+    except ConfigError as exc:
+        click.echo(f"stepfoley: error: {exc}", err=True)
+        return 2
+    except click.Abort:
+        click.echo("stepfoley: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
