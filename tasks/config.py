@@ -45,6 +45,7 @@ class Settings:
     prompts_csv: Path | None = None
     prompts_mode: str = "extend"
     gpu_deployment: str | None = None
+    out_dir: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,7 +56,7 @@ class Settings:
 
     @property
     def output_dir(self) -> Path:
-        return self.data_dir / "outputs"
+        return self.out_dir if self.out_dir is not None else self.data_dir / "outputs"
 
     @property
     def stems_dir(self) -> Path:
@@ -87,12 +88,15 @@ class Settings:
 
 
 _ENV_PREFIX = "STEPFOLEY_"
+_PATHS = {"data_dir", "bundle", "prompts_csv", "out_dir"}
+# Where a worker runs decides these, not the caller that started the run.
+WORKER_LOCAL = ("device", "gpu_deployment")
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:
     kind = type(default) if default is not None else str
     try:
-        if name in {"data_dir", "bundle", "prompts_csv"}:
+        if name in _PATHS:
             return Path(raw)
         if kind is bool:
             return raw.lower() in {"1", "true", "yes", "on"}
@@ -117,10 +121,20 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
             values[f.name] = _coerce(f.name, raw, getattr(base, f.name))
     for key, val in (overrides or {}).items():
         if val is not None:
-            values[key] = Path(val) if key in {"data_dir", "bundle", "prompts_csv"} else val
+            values[key] = Path(val) if key in _PATHS else val
     settings = replace(base, **values)
     validate(settings)
     return settings
+
+
+def settings_from_json(data: Mapping[str, Any] | None) -> Settings:
+    """Settings a flow received as a parameter, with this worker's own local keys on top."""
+    data = dict(data or {})
+    data.pop("extra", None)
+    for key in WORKER_LOCAL:
+        if os.environ.get(_ENV_PREFIX + key.upper()):
+            data.pop(key, None)
+    return load_settings(data)
 
 
 def validate(s: Settings) -> None:

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Start and stop a distributed stepfoley stack on this host, all on 127.0.0.1.
+
+    python deployments/stack.py up   [--state DIR] [--postgres | --db-url URL] [--port 4200]
+    python deployments/stack.py down [--state DIR]
+
+`up` (idempotent: a running stack is left alone):
+  1. optionally starts a throwaway PostgreSQL cluster (initdb in STATE/pg) for both the
+     Prefect server and the provenance database;
+  2. starts `prefect server start` on 127.0.0.1 and waits until /api/health answers;
+  3. creates the `cpu` and `gpu` process work pools, a pool concurrency limit on `gpu`
+     (one run per GPU worker) and a `gpu` tag concurrency limit (GPU memory guard);
+  4. registers every deployment of deployments/prefect.yaml;
+  5. starts one `cpu` and one `gpu` process worker, each with its own STEPFOLEY_* settings.
+`down` stops workers first (they hang if the server goes first), then the server, then
+PostgreSQL. Process ids live in STATE/pids.json. Uses only the venv's `prefect` CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def base_env(state: Path, api_url: str, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_HOME": str(state / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "STEPFOLEY_REPO": str(REPO),
+        "STEPFOLEY_TIMEZONE": env.get("STEPFOLEY_TIMEZONE", "UTC"),
+        "STEPFOLEY_LIBRARY": env.get("STEPFOLEY_LIBRARY", str(state / "library")),
+        "STEPFOLEY_INBOX": env.get("STEPFOLEY_INBOX", str(state / "inbox")),
+        "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+    })
+    env.update(extra)
+    return env
+
+
+def pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise SystemExit("PostgreSQL binaries not found (apt-get install postgresql)")
+    return str(found[-1])
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def start_postgres(state: Path) -> tuple[str, int]:
+    data, sock = state / "pg" / "data", state / "pg" / "sock"
+    sock.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(state / "pg", "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
+    port = free_port()
+    if not data.exists():
+        subprocess.run(as_postgres([pg_bin("initdb"), "-D", str(data), "-U", "postgres",
+                                    "--auth=trust", "-E", "UTF8"]), check=True,
+                       capture_output=True)
+    subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-w", "-l",
+                                str(state / "pg" / "log"), "-o",
+                                f"-h 127.0.0.1 -p {port} -k {sock}", "start"]), check=True,
+                   capture_output=True)
+    for db in ("prefect", "stepfoley"):
+        subprocess.run(as_postgres([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port),
+                                    "-U", "postgres", db]), capture_output=True)
+    return str(data), port
+
+
+def up(args: argparse.Namespace) -> None:
+    state = Path(args.state).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    pid_file = state / "pids.json"
+    if pid_file.exists():
+        print(f"stack already up (see {pid_file}); run `down` first")
+        return
+    pids: dict[str, object] = {}
+    db_url = args.db_url
+    server_env: dict[str, str] = {}
+    if args.postgres:
+        pgdata, port = start_postgres(state)
+        pids["postgres"] = pgdata
+        db_url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/stepfoley"
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect")
+    api_port = args.port or free_port()
+    api_url = f"http://127.0.0.1:{api_port}/api"
+    env = base_env(state, api_url, server_env)
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(api_port)], env=env, cwd=REPO,
+                              stdout=open(logs / "server.log", "wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    pids["server"] = server.pid
+    pid_file.write_text(json.dumps(pids))
+    wait_http(f"{api_url}/health", 120)
+
+    def prefect(*cmd: str, check: bool = True) -> None:
+        subprocess.run([str(BIN / "prefect"), *cmd], env=env, cwd=REPO, check=check,
+                       capture_output=True)
+
+    prefect("work-pool", "create", "cpu", "--type", "process", "--overwrite")
+    prefect("work-pool", "create", "gpu", "--type", "process", "--overwrite")
+    prefect("work-pool", "set-concurrency-limit", "gpu", str(args.gpu_workers))
+    prefect("concurrency-limit", "create", "gpu", str(args.gpu_workers), check=False)
+    subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file",
+                    "deployments/prefect.yaml"], env=env, cwd=REPO, check=True,
+                   stdout=open(logs / "deploy.log", "wb"), stderr=subprocess.STDOUT)
+    data_dir = Path(args.data_dir or state / "data").resolve()
+    common = {"STEPFOLEY_DATA_DIR": str(data_dir)}
+    if db_url:
+        common["STEPFOLEY_DATABASE_URL"] = db_url
+    workers = {
+        "cpu": {**common, "STEPFOLEY_GPU_DEPLOYMENT": "generate-scene/gpu"},
+        "gpu": {**common, "STEPFOLEY_DEVICE": os.environ.get("STEPFOLEY_GPU_DEVICE", "cpu")},
+    }
+    for pool, extra in workers.items():
+        w = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", pool,
+                              "--type", "process", "--name", f"{pool}-{socket.gethostname()}",
+                              "--limit", "1" if pool == "gpu" else str(args.cpu_slots)],
+                             env={**env, **extra}, cwd=REPO,
+                             stdout=open(logs / f"worker-{pool}.log", "wb"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        pids[f"worker-{pool}"] = w.pid
+    pids.update({"api_url": api_url, "db_url": db_url or "", "data_dir": str(data_dir)})
+    pid_file.write_text(json.dumps(pids, indent=2))
+    print(json.dumps(pids, indent=2))
+
+
+def _kill(pid: int, timeout: float = 20) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def down(args: argparse.Namespace) -> None:
+    state = Path(args.state).resolve()
+    pid_file = state / "pids.json"
+    if not pid_file.exists():
+        print("no stack to stop")
+        return
+    pids = json.loads(pid_file.read_text())
+    for key in ("worker-cpu", "worker-gpu", "server"):
+        if isinstance(pids.get(key), int):
+            _kill(pids[key])
+    if pids.get("postgres"):
+        subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", pids["postgres"], "-m", "fast",
+                                    "-w", "stop"]), capture_output=True)
+    pid_file.unlink()
+    print("stack stopped")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pu = sub.add_parser("up")
+    pu.add_argument("--state", default=str(REPO / ".stack"))
+    pu.add_argument("--postgres", action="store_true", help="throwaway PostgreSQL for both DBs")
+    pu.add_argument("--db-url", help="provenance database URL (default: SQLite in the data dir)")
+    pu.add_argument("--data-dir")
+    pu.add_argument("--port", type=int, default=0)
+    pu.add_argument("--gpu-workers", type=int, default=1)
+    pu.add_argument("--cpu-slots", type=int, default=2)
+    pd = sub.add_parser("down")
+    pd.add_argument("--state", default=str(REPO / ".stack"))
+    args = p.parse_args()
+    (up if args.cmd == "up" else down)(args)
+
+
+if __name__ == "__main__":
+    main()

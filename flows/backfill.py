@@ -1,0 +1,48 @@
+"""Backfill a library: every asset the database does not list as done, each exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.process_asset import process_asset
+from tasks import stages
+from tasks.report import report_run_task
+
+
+@task(name="claim-and-process", tags=["asset"])
+def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_id: int) -> dict[str, Any]:
+    """Process one asset under a database claim, so concurrent backfills never share it."""
+    owner = stages.claim_owner(run_id)
+    if not stages.claim(candidate["asset_id"], owner, settings):
+        return {"path": candidate["path"], "status": "skipped", "reason": "claimed elsewhere"}
+    try:
+        with stages.claim_heartbeat(candidate["asset_id"], owner, settings):
+            return process_asset(candidate["path"], settings, run_id)
+    finally:
+        stages.release(candidate["asset_id"], owner, settings)
+
+
+@flow(name="backfill-library", flow_run_name="backfill {library}", log_prints=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=1))
+def backfill_library(library: str, settings: dict[str, Any] | None = None,
+                     limit: int | None = None, kind: str = "backfill",
+                     paths: list[str] | None = None,
+                     run_id: int | None = None) -> dict[str, Any]:
+    """Discover, register and process (bounded concurrency) the library's unfinished assets."""
+    s = stages.resolve_settings(settings)
+    # 1. a run row (with the Prefect flow run id) for provenance
+    if run_id is None:
+        run_id = stages.start_run(kind, {"library": library, "limit": limit}, s)
+    stages.attach_flow_run(run_id, s)
+    # 2. discover files, register them; bad files become failure rows here
+    candidates = stages.discover_task(library, s, run_id, limit, paths)
+    # 3. fan out under claims
+    futures = [claim_and_process.submit(c, s, run_id) for c in candidates]
+    results = [f.result(raise_on_failure=False) for f in futures]
+    # 4. close the run and publish the report artifacts
+    summary = stages.finish_run(run_id, results, s)
+    report_run_task(run_id, s)
+    return summary

@@ -1,0 +1,135 @@
+"""`stepfoley run` and `stepfoley demo`: the embedded path (local Prefect engine, SQLite)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+GEN_OPTIONS = [
+    click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where output videos go (default: DATA_DIR/outputs)."),
+    click.option("--prompts", "prompts_csv", type=click.Path(dir_okay=False, path_type=Path),
+                 help="CSV of user prompts (asset path or sha256, [start, end], prompt, [order])."),
+    click.option("--prompts-mode", type=click.Choice(["extend", "replace"]),
+                 help="User prompts extend (default) or replace the captioner's."),
+    click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
+                 help="Model bundle directory (default: the shipped foleyworld-tiny)."),
+    click.option("--alpha", type=float, help="Text/video guidance α (default 4.5)."),
+    click.option("--beta", type=float, help="Negative audio guidance β (default 1.5; 0 = CFG)."),
+    click.option("--steps", type=click.IntRange(1, 1000), help="Euler steps (default 25)."),
+    click.option("--tracks", type=click.IntRange(1, 16), help="Tracks per scene, K (default 5)."),
+    click.option("--seed", type=int, help="Base seed mixed into every derived seed (default 0)."),
+    click.option("--mode", type=click.Choice(["nag", "independent", "negative_text"]),
+                 help="Generation mode (default nag)."),
+    click.option("--container", type=click.Choice(["mkv", "mp4", "mov"]),
+                 help="Output container (default mkv: stems inside; mp4: stems as sidecars)."),
+    click.option("--concurrency", type=click.IntRange(1, 64), help="Assets in parallel (default 1)."),
+    click.option("--limit", type=click.IntRange(1), help="Process at most this many assets."),
+]
+
+
+def gen_options(fn):  # type: ignore[no-untyped-def]
+    for opt in reversed(GEN_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def run_library(ctx: click.Context, library: Path, kind: str, **opts: Any) -> int:
+    """Run `backfill_library` in-process with live progress bars; returns the exit code."""
+    from flows.cli import _settings
+
+    limit = opts.pop("limit", None)
+    settings = _settings(ctx, **opts)
+    from tasks import stages
+
+    stages.check_bundle(settings)
+    s = settings.to_json()
+    run_id = stages.start_run(kind, {"library": str(library), "limit": limit}, s)
+    from flows.backfill import backfill_library
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    flow_fn = backfill_library.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=settings.concurrency))
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["summary"] = flow_fn(str(library), s, limit=limit, kind=kind, run_id=run_id)
+        except BaseException as exc:  # surfaced below, after the progress display stops
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="stepfoley-run", daemon=True)
+    worker.start()
+    _show_progress(worker, run_id, s)
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    rows = stages.run_summary_rows(run_id, s)
+    _print_summary(rows)
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _show_progress(worker: threading.Thread, run_id: int, s: dict[str, Any]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+
+    from tasks import stages
+
+    with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty()) as bar:
+        ids = {k: bar.add_task(k, total=None) for k in ("assets", "windows", "tracks")}
+        while worker.is_alive():
+            _update(bar, ids, stages.run_progress(run_id, s))
+            worker.join(timeout=0.5)
+        _update(bar, ids, stages.run_progress(run_id, s))
+
+
+def _update(bar: Any, ids: dict[str, Any], p: dict[str, tuple[int, int | None]]) -> None:
+    for key, (done, total) in p.items():
+        bar.update(ids[key], completed=done, total=total)
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="stepfoley run")
+    for col in ("path", "status", "windows", "tracks", "wall s", "output / error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["path"]), r["status"], str(r.get("windows") or 0),
+                      str(r.get("tracks") or 0), f"{r.get('wall_s') or 0:.1f}",
+                      str(r.get("output") or r.get("error") or ""))
+    Console(stderr=False).print(table)
+
+
+def register(cli: click.Group) -> None:
+    @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.argument("library", type=click.Path(exists=True, path_type=Path))
+    @gen_options
+    @click.pass_context
+    def run(ctx: click.Context, library: Path, **opts: Any) -> None:
+        """Give every video under LIBRARY its sound (embedded: local Prefect, SQLite)."""
+        ctx.exit(run_library(ctx, library, "local", **opts))
+
+    @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--library", "library_dir", type=click.Path(file_okay=False, path_type=Path),
+                  help="Where to write the sample footage (default: DATA_DIR/demo-library).")
+    @gen_options
+    @click.pass_context
+    def demo(ctx: click.Context, library_dir: Path | None, **opts: Any) -> None:
+        """Build the FoleyWorld sample library and run the whole pipeline on it."""
+        from flows.cli import _settings
+        from tasks.demo_library import build_demo_library
+
+        settings = _settings(ctx)
+        target = library_dir or settings.data_dir / "demo-library"
+        t0 = time.monotonic()
+        paths = build_demo_library(target)
+        click.echo(f"sample library: {len(paths)} videos in {target} ({time.monotonic() - t0:.1f} s)")
+        ctx.exit(run_library(ctx, target, "demo", **opts))

@@ -1,0 +1,33 @@
+"""The GPU unit: one window's tracks, in order, with Negative Audio Guidance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks import stages
+from tasks.generate import generate_window_task
+
+
+@flow(name="generate-scene", flow_run_name="window {job[scene_index]}.{job[window_index]}",
+      log_prints=False)
+def generate_scene(job: dict[str, Any], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Generate (or resume) the tracks of one window; each track is recorded as it finishes."""
+    s = stages.resolve_settings(settings)
+    return generate_window_task(job, s)
+
+
+def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run on the GPU deployment when one is configured, in this process otherwise."""
+    deployment = settings.get("gpu_deployment")
+    if not deployment:
+        return generate_scene(job, settings)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"job": job, "settings": settings},
+                         timeout=None, as_subflow=True)
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(f"GPU run {run.id} for window {job['scene_index']}.{job['window_index']} "
+                           f"ended {run.state.name if run.state else 'without a state'}")
+    return run.state.result(raise_on_failure=True)

@@ -1,0 +1,78 @@
+"""Local model bundles: identity (content hashes) and loading.
+
+A bundle is a diffusers-layout directory (``model_index.json`` + one folder per component). Its
+identity is a pure function of its content:
+
+    files          = every regular file under the bundle except README*, hidden files and
+                     non-component extras (captioner/, evaluator/ are hashed too when present:
+                     they change what a run produces)
+    sha(f)         = sha256 of the bytes of f
+    weights_sha256 = sha256( Σ_f∈weights  "relpath\\0sha(f)\\n" )   (weights = *.safetensors|*.bin|*.pth|*.pt)
+    content_sha256 = the same over all files (configs and tokenizer included)
+    bundle_id      = "<dirname>@<content_sha256[:12]>"
+
+sorted by relative POSIX path, so the id does not depend on the filesystem's listing order or on
+where the bundle is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(entries: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(entries):
+        h.update(f"{rel}\0{entries[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def bundle_files(path: str | Path) -> dict[str, str]:
+    """``{relative posix path: sha256}`` of every content file of the bundle."""
+    root = Path(path)
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.name.upper().startswith("README"):
+            continue
+        out[rel.as_posix()] = _sha256(p)
+    return out
+
+
+def bundle_identity(path: str | Path) -> dict[str, Any]:
+    """Stable id and hashes of a local bundle (see module docstring)."""
+    root = Path(path).expanduser().resolve()
+    if not (root / "model_index.json").is_file():
+        raise FileNotFoundError(f"{root} is not a bundle (no model_index.json)")
+    files = bundle_files(root)
+    weights = {k: v for k, v in files.items() if k.endswith(WEIGHT_SUFFIXES)}
+    content = _digest(files)
+    return {
+        "bundle_id": f"{root.name}@{content[:12]}",
+        "content_sha256": content,
+        "weights_sha256": _digest(weights),
+        "weights": weights,
+        "files": files,
+    }
+
+
+def load_bundle(path: str | Path, device: str = "cpu"):
+    """The ``StepByStepV2APipeline`` of a local bundle, on ``device``, in eval mode."""
+    import torch
+
+    from models.pipeline import StepByStepV2APipeline
+
+    pipe = StepByStepV2APipeline.from_pretrained(Path(path).expanduser())
+    return pipe.to(torch.device(device))

@@ -1,0 +1,407 @@
+"""Text–video (and text–audio) similarity: orders prompts by salience, and tells which sounds
+the original soundtrack already has.
+
+The paper orders prompts by ImageBind text–video similarity. Here:
+
+* ``ClipScorer`` — a real CLIP (``CLIPModel`` + its processor) from a local directory, when
+  configured: score = cosine(text embedding, mean of the keyframes' image embeddings). No audio.
+* ``FoleyScorer`` — the default bundle's scorer (``<bundle>/scorer/``): a tiny
+  ``transformers.CLIPModel`` built from a small config (ViT over the same keyframe mosaic as the
+  captioner, text transformer over a word-level tokenizer), plus a tiny audio tower (log-mel →
+  conv stack → mean+max pooling → projection) into the same embedding space. Trained on
+  FoleyWorld with a sigmoid (SigLIP-style) loss rather than CLIP's softmax, because a scene has
+  several sources and a caption matches every scene that contains its class:
+
+      ℓ = −Σ_ij log σ( y_ij · (s · cos(e_i, t_j) + b) ),  y_ij = +1 if class(t_j) ∈ scene_i else −1
+
+  so σ(s·cos + b) reads as a probability that the sound is in the scene (video) or already
+  in the soundtrack (audio), which is what the stage thresholds.
+
+``score`` returns the raw cosine (for ordering, stored per prompt); ``presence`` the
+probability. Training (``train_scorer``) is deterministic given (seed, threads, steps) and
+resumable like ``models.captioner.train_captioner``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.captioner import (_bank_mosaics, _split_seeds, _step_generator, all_captions, build_caption_tokenizer,
+                              keyframes, mosaic, sample_caption)
+from models.codec import mel_filterbank
+
+SCORER_META = "scorer.json"
+AUDIO_SR = 16000
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: str
+
+    def score(self, frames: np.ndarray, prompts: Sequence[str]) -> list[float]: ...
+
+
+def order_by_score(prompts: Sequence[str], scores: Sequence[float]) -> list[tuple[str, float]]:
+    """Descending score; ties keep the input order (Python's sort is stable), so the ordering
+    is reproducible and the captioner's own ranking breaks ties."""
+    pairs = list(zip(prompts, (float(s) for s in scores)))
+    return sorted(pairs, key=lambda ps: -ps[1])
+
+
+# ============================================================================ real CLIP
+
+
+class ClipScorer:
+    """A CLIP checkpoint from a local directory (e.g. openai/clip-vit-base-patch32 saved offline)."""
+
+    def __init__(self, model_dir: str | os.PathLike, num_frames: int = 4, device: str = "cpu") -> None:
+        from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.is_dir():
+            raise FileNotFoundError(f"scorer directory not found: {self.model_dir}")
+        # The PIL image processor: the default (fast) one needs torchvision, which we do not ship.
+        self.image_processor = CLIPImageProcessorPil.from_pretrained(self.model_dir, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = CLIPModel.from_pretrained(self.model_dir, local_files_only=True).to(device).eval()
+        self.device = torch.device(device)
+        self.num_frames = num_frames
+        self.name = f"clip:{self.model_dir.name}"
+
+    @torch.no_grad()
+    def score(self, frames: np.ndarray, prompts: Sequence[str]) -> list[float]:
+        if not prompts:
+            return []
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in keyframes(frames, self.num_frames)]
+        pix = self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        img = F.normalize(_as_tensor(self.model.get_image_features(pixel_values=pix)), dim=-1).mean(0)
+        tok = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt").to(self.device)
+        txt = F.normalize(_as_tensor(self.model.get_text_features(**tok)), dim=-1)
+        return [float(v) for v in txt @ F.normalize(img, dim=-1)]
+
+
+def _as_tensor(out: Any) -> torch.Tensor:
+    """``get_*_features`` returns a tensor in some versions, a model output in others."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("pooler_output", "image_embeds", "text_embeds"):
+        val = getattr(out, key, None)
+        if isinstance(val, torch.Tensor):
+            return val
+    return out[0]
+
+
+# ============================================================================ FoleyWorld scorer
+
+
+@dataclass(frozen=True)
+class FoleyScorerConfig:
+    grid: int = 2
+    tile: int = 32
+    patch: int = 8
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    embed: int = 64
+    text_len: int = 16
+    n_fft: int = 1024
+    hop: int = 512
+    n_mels: int = 64
+
+
+def audio_log_mel(wave: np.ndarray, sample_rate: int, cfg: FoleyScorerConfig) -> torch.Tensor:
+    """``[n_mels, frames]`` log-mel at 16 kHz (20–8000 Hz, HTK bands, log(x + 1e-5))."""
+    from models.audio_taggers import to_mono_16k
+
+    x = torch.from_numpy(to_mono_16k(wave, sample_rate))
+    if x.numel() < cfg.n_fft:
+        x = F.pad(x, (0, cfg.n_fft - x.numel()))
+    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), center=True,
+                      return_complex=True).abs()
+    fb = mel_filterbank(AUDIO_SR, cfg.n_fft, cfg.n_mels, 20.0, 8000.0).to(spec.dtype)
+    return torch.log(fb @ spec + 1e-5)
+
+
+class AudioTower(nn.Module):
+    """log-mel ``[B, n_mels, T]`` → ``[B, embed]``: 3 strided 1-D convs over time, mean+max pool."""
+
+    def __init__(self, n_mels: int, hidden: int, embed: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_mels, affine=False, track_running_stats=True)
+        self.convs = nn.Sequential(
+            nn.Conv1d(n_mels, hidden, 5, padding=2), nn.GELU(),
+            nn.Conv1d(hidden, hidden, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv1d(hidden, hidden, 5, stride=2, padding=2), nn.GELU(),
+        )
+        self.proj = nn.Linear(2 * hidden, embed)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.norm(mel))
+        return self.proj(torch.cat([h.mean(-1), h.amax(-1)], dim=-1))
+
+
+class FoleyScorerModel(nn.Module):
+    """CLIPModel (vision + text) + audio tower + the sigmoid loss's scale and bias per modality."""
+
+    def __init__(self, cfg: FoleyScorerConfig, vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> None:
+        super().__init__()
+        from transformers import CLIPConfig, CLIPModel
+
+        clip_cfg = CLIPConfig(
+            text_config=dict(vocab_size=vocab_size, hidden_size=cfg.hidden, intermediate_size=2 * cfg.hidden,
+                             num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                             max_position_embeddings=cfg.text_len, pad_token_id=pad_id, bos_token_id=bos_id,
+                             eos_token_id=eos_id),
+            vision_config=dict(image_size=cfg.grid * cfg.tile, patch_size=cfg.patch, hidden_size=cfg.hidden,
+                               intermediate_size=2 * cfg.hidden, num_hidden_layers=cfg.layers,
+                               num_attention_heads=cfg.heads),
+            projection_dim=cfg.embed,
+        )
+        self.clip = CLIPModel(clip_cfg)
+        self.audio = AudioTower(cfg.n_mels, cfg.hidden, cfg.embed)
+        # SigLIP's initialisation: scale 10, bias −10 (most pairs are negatives).
+        self.scale = nn.Parameter(torch.tensor([math.log(10.0), math.log(10.0)]))
+        self.bias = nn.Parameter(torch.tensor([-10.0, -10.0]) / 2)
+
+    def text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(_as_tensor(self.clip.get_text_features(input_ids=ids, attention_mask=mask)), dim=-1)
+
+    def video(self, pix: torch.Tensor) -> torch.Tensor:
+        return F.normalize(_as_tensor(self.clip.get_image_features(pixel_values=pix)), dim=-1)
+
+    def sound(self, mel: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio(mel), dim=-1)
+
+    def logits(self, cos: torch.Tensor, modality: int) -> torch.Tensor:
+        return cos * self.scale[modality].exp() + self.bias[modality]
+
+
+def _build_text_tokenizer(texts: Sequence[str], text_len: int):
+    """The captioner's word-level tokenizer plus [BOS] … [EOS] around every text (CLIP pools the
+    text at its [EOS] token), padded to ``text_len``."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = build_caption_tokenizer(texts)
+    backend = tok.backend_tokenizer
+    backend.post_processor = TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", tok.bos_token_id), ("[EOS]", tok.eos_token_id)])
+    return tok
+
+
+def _encode_text(tokenizer, texts: Sequence[str], text_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    enc = tokenizer(list(texts), padding="max_length", truncation=True, max_length=text_len, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    # Truncation can cut off [EOS]; put it back at the last kept position.
+    last = mask.sum(1) - 1
+    ids[torch.arange(ids.shape[0]), last] = tokenizer.eos_token_id
+    return ids, mask
+
+
+class FoleyScorer:
+    """The default bundle's scorer (``<bundle>/scorer/``)."""
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "cpu") -> None:
+        from safetensors.torch import load_file
+        from transformers import PreTrainedTokenizerFast
+
+        self.model_dir = Path(model_dir)
+        meta = json.loads((self.model_dir / SCORER_META).read_text())
+        self.cfg = FoleyScorerConfig(**meta["config"])
+        self.meta = meta
+        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = FoleyScorerModel(self.cfg, len(self.tokenizer), self.tokenizer.pad_token_id,
+                                      self.tokenizer.bos_token_id, self.tokenizer.eos_token_id)
+        self.model.load_state_dict(load_file(str(self.model_dir / "model.safetensors")))
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.name = f"foleyworld-scorer:{self.model_dir.parent.name or self.model_dir.name}"
+
+    def _text(self, prompts: Sequence[str]) -> torch.Tensor:
+        ids, mask = _encode_text(self.tokenizer, prompts, self.cfg.text_len)
+        return self.model.text(ids.to(self.device), mask.to(self.device))
+
+    @torch.no_grad()
+    def score(self, frames: np.ndarray, prompts: Sequence[str]) -> list[float]:
+        """cos(text, video) per prompt, video = the keyframe mosaic of ``frames``."""
+        if not prompts:
+            return []
+        v = self.model.video(mosaic(frames, self.cfg.grid, self.cfg.tile)[None].to(self.device))[0]
+        return [float(c) for c in self._text(prompts) @ v]
+
+    @torch.no_grad()
+    def video_presence(self, frames: np.ndarray, prompts: Sequence[str]) -> list[float]:
+        cos = torch.tensor(self.score(frames, prompts))
+        return [float(p) for p in torch.sigmoid(self.model.logits(cos, 0))]
+
+    @torch.no_grad()
+    def audio_presence(self, audio: np.ndarray, sample_rate: int, prompts: Sequence[str]) -> list[float]:
+        """P(the prompt's sound is already in ``audio``) per prompt."""
+        if not prompts:
+            return []
+        mel = audio_log_mel(audio, sample_rate, self.cfg)[None].to(self.device)
+        a = self.model.sound(mel)[0]
+        cos = self._text(prompts) @ a
+        return [float(p) for p in torch.sigmoid(self.model.logits(cos, 1))]
+
+
+def load_scorer(path: str | os.PathLike, device: str = "cpu") -> Scorer:
+    """A bundle (uses ``<bundle>/scorer``), a FoleyScorer directory, or a CLIP directory."""
+    p = Path(path)
+    if (p / "scorer").is_dir():
+        p = p / "scorer"
+    if (p / SCORER_META).is_file():
+        return FoleyScorer(p, device=device)
+    return ClipScorer(p, device=device)
+
+
+# ============================================================================ training
+
+
+def foleyworld_scorer_bank(seeds: Sequence[int], cfg: FoleyScorerConfig, duration: float = 8.0,
+                           size: int = 64) -> dict[str, Any]:
+    """Keyframes ``[N, 8, 3, t, t]`` uint8, mixture log-mels ``[N, n_mels, frames]`` and sorted
+    classes per FoleyWorld scene (1–3 sources drawn from the seed, as the captioner's bank)."""
+    from models import foleyworld as fw
+
+    kfs, mels, classes = [], [], []
+    for s in seeds:
+        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
+        scene = fw.make_scene(int(s), duration, n_src, size)
+        kf = keyframes(scene.frames, 8)
+        x = torch.from_numpy(np.ascontiguousarray(kf)).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(cfg.tile, cfg.tile), mode="area").round().clamp(0, 255).to(torch.uint8)
+        if x.shape[0] < 8:
+            x = torch.cat([x, x[-1:].expand(8 - x.shape[0], -1, -1, -1)])
+        kfs.append(x)
+        sr = int(getattr(scene, "sample_rate", AUDIO_SR))
+        mels.append(audio_log_mel(np.asarray(scene.mixture), sr, cfg))
+        classes.append(sorted({src.cls for src in scene.sources}, key=lambda c: fw.CLASSES.index(c)))
+    t_min = min(m.shape[1] for m in mels)
+    return {"keyframes": torch.stack(kfs), "mels": torch.stack([m[:, :t_min] for m in mels]), "classes": classes}
+
+
+def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, threads: int = 2,
+                 n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
+                 cfg: FoleyScorerConfig | None = None, quiet: bool = True) -> dict[str, Any]:
+    """Train the default scorer on FoleyWorld train seeds and save it to ``out_dir``.
+
+    Each step: ``batch`` scenes (video mosaic with random keyframes, and a random 4 s crop of
+    the mixture's log-mel) against ``batch`` captions (a paraphrase of a random class: half
+    from the batch's own scenes, half uniform, so negatives are common); the sigmoid loss above
+    for both modalities. Deterministic given (seed, threads, steps); resumable from
+    ``out_dir/_ckpt.pt``; ``out_dir/train_log.json`` holds the curve and held-out accuracies.
+    """
+    from safetensors.torch import save_file
+
+    from models import foleyworld as fw
+
+    cfg = cfg or FoleyScorerConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(threads))
+    t0 = time.perf_counter()
+    args = {"steps": steps, "seed": seed, "threads": threads, "n_train": n_train, "batch": batch, "lr": lr,
+            "config": asdict(cfg)}
+    bank = foleyworld_scorer_bank(_split_seeds(fw.SPLITS["train"], n_train), cfg)
+    classes = list(fw.CLASSES)
+    tokenizer = _build_text_tokenizer(all_captions(classes, seed), cfg.text_len)
+    torch.manual_seed(seed)
+    model = FoleyScorerModel(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                             tokenizer.eos_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
+    log: list[dict[str, float]] = []
+    start = 0
+    ckpt = out / "_ckpt.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        if state.get("args") == args:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            log, start = state["log"], int(state["step"])
+
+    n_scenes, t_mel = len(bank["classes"]), bank["mels"].shape[-1]
+    crop = min(t_mel, int(4.0 * AUDIO_SR / cfg.hop))
+    model.train()
+    for step in range(start, steps):
+        gen = _step_generator(seed, "scorer", step)
+        rng = np.random.default_rng([seed, step, 5])
+        idx = torch.randint(0, n_scenes, (batch,), generator=gen)
+        pix = _bank_mosaics(bank["keyframes"][idx], cfg.grid, gen)
+        off = torch.randint(0, t_mel - crop + 1, (batch,), generator=gen)
+        mel = torch.stack([bank["mels"][int(i), :, int(o) : int(o) + crop] for i, o in zip(idx, off)])
+        text_cls = [rng.choice(bank["classes"][int(i)]) if b % 2 == 0 else classes[int(rng.integers(len(classes)))]
+                    for b, i in enumerate(idx)]
+        texts = [sample_caption(str(c), rng) for c in text_cls]
+        y = torch.tensor([[1.0 if c in bank["classes"][int(i)] else -1.0 for c in text_cls] for i in idx])
+        ids, mask = _encode_text(tokenizer, texts, cfg.text_len)
+        t = model.text(ids, mask)
+        loss_v = -F.logsigmoid(y * model.logits(model.video(pix) @ t.T, 0)).mean()
+        loss_a = -F.logsigmoid(y * model.logits(model.sound(mel) @ t.T, 1)).mean()
+        loss = loss_v + loss_a
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            log.append({"step": step + 1, "loss_video": round(float(loss_v), 5), "loss_audio": round(float(loss_a), 5)})
+            if not quiet:
+                print(f"scorer step {step + 1}/{steps} video {float(loss_v):.4f} audio {float(loss_a):.4f}", flush=True)
+            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
+            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+
+    model.eval()
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    tokenizer.save_pretrained(out)
+    (out / SCORER_META).write_text(json.dumps({"kind": "foleyworld-scorer", "config": asdict(cfg),
+                                               "classes": classes, "train": args}, indent=2))
+    result = {"component": "scorer", **args, "log": log, "seconds": round(time.perf_counter() - t0, 1)}
+    result["heldout"] = evaluate_scorer(FoleyScorer(out), n_scenes=40)
+    (out / "train_log.json").write_text(json.dumps(result, indent=2))
+    ckpt.unlink(missing_ok=True)
+    return result
+
+
+def evaluate_scorer(scorer: FoleyScorer, n_scenes: int = 40, split: str = "test") -> dict[str, float]:
+    """On held-out scenes, with one canonical caption per class: how often a present class
+    outscores every absent one (video ranking AUC-style), and the accuracy of the audio
+    presence decision at 0.5."""
+    from models import foleyworld as fw
+
+    classes = list(fw.CLASSES)
+    texts = [sample_caption(c, np.random.default_rng(0)) for c in classes]
+    pairs_won = pairs = correct = total = 0
+    for s in _split_seeds(fw.SPLITS[split], n_scenes):
+        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
+        scene = fw.make_scene(int(s), 8.0, n_src, 64)
+        truth = {src.cls for src in scene.sources}
+        v = scorer.score(scene.frames, texts)
+        for i, ci in enumerate(classes):
+            for j, cj in enumerate(classes):
+                if ci in truth and cj not in truth:
+                    pairs += 1
+                    pairs_won += v[i] > v[j]
+        sr = int(getattr(scene, "sample_rate", AUDIO_SR))
+        pa = scorer.audio_presence(np.asarray(scene.mixture), sr, texts)
+        for c, p in zip(classes, pa):
+            total += 1
+            correct += (p >= 0.5) == (c in truth)
+    return {"video_pair_accuracy": pairs_won / max(1, pairs), "audio_presence_accuracy": correct / max(1, total)}

@@ -1,0 +1,445 @@
+"""Training of the shipped default bundle (tiny MMAudio + guidance branch) on FoleyWorld.
+
+Flow matching (rectified flow, MMAudio's convention: t = 0 is noise, t = 1 is data). For a data
+latent x₁, noise x₀ ~ N(0, I) and t drawn log-normally, t = σ(n), n ~ N(0, 1) (the logit-normal
+"log-normal t" of SD3/MMAudio, which puts most samples at mid t where the velocity is hardest),
+
+    x_t = (1 − t) x₀ + t x₁,        L(θ) = E ‖ u_θ(x_t, t, V, C) − (x₁ − x₀) ‖²
+
+Classifier-free guidance needs the unconditional velocity from the same network, so each
+example's text and video are independently replaced by the network's learned null features
+with probability 0.1 (p(text null) = p(video null) = 0.1, 1 % both).
+
+Base (``train_base``): θ = network + clip projection + text encoder. An example is one source
+of a FoleyWorld scene: target x₁ = codec(that source's isolated audio), conditioned on the full
+scene's video and a paraphrased caption of that source. So the model learns "make the sound the
+caption names, timed by the video", which is what each track of step-by-step generation is.
+
+Guidance (``train_guidance``, the paper's u_ψ): base frozen, only the ControlNet branch ψ is
+trained, with the same loss but u_ψ(x_t, t, V, ∅, x̃): target x₁ = one segment of a scene's
+soundtrack, condition x̃ = a different, non-overlapping segment of the same soundtrack (so ψ
+learns "which sounds are present", not to copy x̃ in time), video of the target segment, text
+null (video also nulled 10 % of the time, as audio-only data in the paper).
+
+Optimiser AdamW (β = 0.9, 0.99), linear warm-up then cosine decay; EMA of the weights
+(decay min(0.999, (1 + k)/(10 + k)) at step k) is what gets shipped. Every step's randomness
+comes from a generator seeded with (seed, component, step), so a run is a pure function of
+(seed, thread count, step count) and a resumed run continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.codec import MelCodec
+from models.features import TextEncoder, VideoFeatures, build_tokenizer, tokenize
+
+BUNDLE_NAME = "foleyworld-tiny"
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent / "weights" / BUNDLE_NAME
+
+
+# ============================================================================ utilities
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    """Seeds and thread count: CPU kernels are deterministic for a fixed thread count."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.set_num_threads(int(threads))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def step_generator(seed: int, component: str, step: int) -> torch.Generator:
+    """An independent, reproducible random stream per (seed, component, step)."""
+    tag = sum((i + 1) * ord(ch) for i, ch in enumerate(component))
+    return torch.Generator().manual_seed((seed * 1_000_003 + tag * 7919 + step) % (2**63 - 1))
+
+
+class EMA:
+    """Exponential moving average of parameters with the usual warm-up of the decay."""
+
+    def __init__(self, params: dict[str, torch.Tensor], max_decay: float = 0.999) -> None:
+        self.max_decay = max_decay
+        self.shadow = {k: v.detach().float().clone() for k, v in params.items()}
+
+    @torch.no_grad()
+    def update(self, params: dict[str, torch.Tensor], step: int) -> None:
+        decay = min(self.max_decay, (1 + step) / (10 + step))
+        for k, v in params.items():
+            self.shadow[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"max_decay": self.max_decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.max_decay = state["max_decay"]
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+
+
+def named_trainable(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    return {f"{m}.{k}": p for m, mod in modules.items() for k, p in mod.named_parameters() if p.requires_grad}
+
+
+def lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the base rate."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sample_log_normal_t(n: int, gen: torch.Generator) -> torch.Tensor:
+    """t = sigmoid(N(0, 1)): logit-normal time, denser at mid t."""
+    return torch.sigmoid(torch.randn(n, generator=gen))
+
+
+class RunLog:
+    """Per-run JSON log and loss plot, written alongside the checkpoint."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = meta
+        self.records: list[dict[str, float]] = []
+
+    def add(self, **rec: float) -> None:
+        self.records.append({k: float(v) for k, v in rec.items()})
+
+    def state(self) -> dict[str, Any]:
+        return {"meta": self.meta, "records": self.records}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.records = list(state["records"])
+
+    def write(self, extra: dict[str, Any] | None = None) -> None:
+        out = {"meta": self.meta, "records": self.records}
+        if extra:
+            out.update(extra)
+        self.path.with_suffix(".json").write_text(json.dumps(out, indent=1))
+        self._plot()
+
+    def _plot(self) -> None:
+        if not self.records:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = np.array([r["step"] for r in self.records])
+        loss = np.array([r["loss"] for r in self.records])
+        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        ax.plot(steps, loss, lw=0.6, alpha=0.35, label="loss")
+        k = max(1, len(loss) // 40)
+        if len(loss) > k:
+            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1 :], smooth, lw=1.5, label=f"mean of {k}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("flow-matching MSE")
+        ax.set_title(self.meta.get("component", ""))
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.path.with_suffix(".png"))
+        plt.close(fig)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        refresh_per_second=2,
+    )
+
+
+# ============================================================================ FoleyWorld data
+
+
+@dataclass
+class SceneBank:
+    """Pre-computed training tensors of many FoleyWorld scenes (the world is procedural, so
+    rendering it once up front keeps the training loop model-bound, not data-bound).
+
+    Per scene s: ``clip[s]`` 8 fps grid features ``[T8, 192]`` (the clip projection itself is
+    trained), ``sync[s]`` ``[T24, 32]``, ``src_lat[s]`` per-source codec latents ``[n, T, 64]``,
+    ``mix_lat[s]`` the soundtrack's latent ``[T, 64]``, ``classes[s]`` and ``captions[s]``.
+    """
+
+    duration: float
+    clip: list[torch.Tensor] = field(default_factory=list)
+    sync: list[torch.Tensor] = field(default_factory=list)
+    src_lat: list[torch.Tensor] = field(default_factory=list)
+    mix_lat: list[torch.Tensor] = field(default_factory=list)
+    classes: list[list[str]] = field(default_factory=list)
+    captions: list[list[list[str]]] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def state(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "SceneBank":
+        return cls(**state)
+
+
+def crop_window(bank: SceneBank, s: int, offset_clip_frames: int, window: float, latent_rate: float) -> dict[str, Any]:
+    """Aligned crop of scene ``s`` starting at ``offset_clip_frames``/8 s, ``window`` seconds long.
+
+    Offsets are on the 8 fps grid, which the 24/s sync grid contains exactly (×3); the 31.25/s
+    latent grid is rounded (≤ 16 ms off, under a 25 fps video frame).
+    """
+    o = offset_clip_frames / 8.0
+    n_clip, n_sync = int(window * 8 + 1e-6), int(window * 24 + 1e-6)
+    n_lat = int(math.ceil(window * latent_rate - 1e-6))
+    lat0 = int(round(o * latent_rate))
+    lat0 = min(lat0, bank.mix_lat[s].shape[0] - n_lat)
+    return {
+        "clip": bank.clip[s][offset_clip_frames : offset_clip_frames + n_clip],
+        "sync": bank.sync[s][3 * offset_clip_frames : 3 * offset_clip_frames + n_sync],
+        "lat": slice(lat0, lat0 + n_lat),
+    }
+
+
+# ============================================================================ training runs
+
+
+@dataclass
+class RunConfig:
+    """One component's training run. ``steps`` fixes the result; ``minutes_cap`` only stops a run
+    that overruns (and then says so in its log, since it is no longer step-deterministic)."""
+
+    component: str
+    steps: int
+    batch_size: int
+    lr: float
+    window: float = 8.0
+    warmup: int = 100
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    null_text_p: float = 0.1
+    null_video_p: float = 0.1
+    grad_clip: float = 1.0
+    bf16: bool = True
+    ckpt_every: int = 200
+    log_every: int = 10
+    minutes_cap: float | None = None
+    seed: int = 0
+    threads: int = 2
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+class Trainer:
+    """The loop shared by every flow-matching run: schedule, EMA, checkpoints, logs, progress."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, modules: dict[str, nn.Module]) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.modules = modules
+        self.params = named_trainable(modules)
+        decay, no_decay = [], []
+        for name, p in self.params.items():
+            # Norms, biases and embeddings-as-vectors are not weight-decayed (standard AdamW practice).
+            (no_decay if p.dim() < 2 or "empty_" in name else decay).append(p)
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.99),
+        )
+        self.ema = EMA(self.params, cfg.ema_decay)
+        self.log = RunLog(run_dir / f"{cfg.component}_log", {"component": cfg.component, "config": dataclasses.asdict(cfg)})
+        self.step = 0
+        self.elapsed = 0.0
+        self.ckpt_path = run_dir / "state.pt"
+
+    def save(self) -> None:
+        atomic_torch_save(
+            {
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "modules": {k: m.state_dict() for k, m in self.modules.items()},
+                "opt": self.opt.state_dict(),
+                "ema": self.ema.state_dict(),
+                "log": self.log.state(),
+            },
+            self.ckpt_path,
+        )
+
+    def try_resume(self) -> bool:
+        if not self.ckpt_path.exists():
+            return False
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        self.opt.load_state_dict(state["opt"])
+        self.ema.load_state_dict(state["ema"])
+        self.log.load(state["log"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        return True
+
+    def run(self, loss_fn: Callable[[torch.Generator, int], torch.Tensor], quiet: bool = False) -> dict[str, Any]:
+        cfg = self.cfg
+        resumed_from = self.step if self.try_resume() else 0
+        for m in self.modules.values():
+            m.train()
+        stopped_early = False
+        start = time.time() - self.elapsed
+        bar = progress_bar() if not quiet else None
+        task = bar.add_task(cfg.component, total=cfg.steps, completed=self.step, info="") if bar else None
+        if bar:
+            bar.start()
+        try:
+            while self.step < cfg.steps:
+                gen = step_generator(cfg.seed, cfg.component, self.step)
+                lr = lr_at(self.step, cfg.steps, cfg.lr, cfg.warmup)
+                for group in self.opt.param_groups:
+                    group["lr"] = lr
+                with _autocast(cfg.bf16):
+                    loss = loss_fn(gen, self.step)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.grad_clip)
+                self.opt.step()
+                self.ema.update(self.params, self.step)
+                self.step += 1
+                self.elapsed = time.time() - start
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"{cfg.component}: loss is {loss.item()} at step {self.step}")
+                self.log.add(step=self.step, loss=loss.item(), lr=lr, grad_norm=float(gnorm), seconds=self.elapsed)
+                if bar and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                    recent = [r["loss"] for r in self.log.records[-50:]]
+                    bar.update(task, completed=self.step, info=f"loss {np.mean(recent):.4f}  {self.step / max(self.elapsed, 1e-9):.2f} it/s")
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self.save()
+                    self.log.write()
+                if cfg.minutes_cap is not None and self.elapsed > 60 * cfg.minutes_cap and self.step < cfg.steps:
+                    stopped_early = True
+                    self.save()
+                    break
+        finally:
+            if bar:
+                bar.stop()
+        summary = {
+            "steps": self.step,
+            "target_steps": cfg.steps,
+            "seconds": round(self.elapsed, 1),
+            "it_per_s": round(self.step / max(self.elapsed, 1e-9), 3),
+            "resumed_from": resumed_from,
+            "stopped_by_time_cap": stopped_early,
+            "final_loss_mean_100": float(np.mean([r["loss"] for r in self.log.records[-100:]])) if self.log.records else None,
+        }
+        self.log.write({"summary": summary})
+        return summary
+
+    @torch.no_grad()
+    def load_ema_into_modules(self) -> None:
+        for name, p in self.params.items():
+            p.copy_(self.ema.shadow[name].to(p.dtype))
+
+
+# ---------------------------------------------------------------------------- conditioning
+
+
+def null_fill(x: torch.Tensor, drop: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """Replace rows ``drop`` of ``x [B, ...]`` by the (broadcast) null feature."""
+    if not bool(drop.any()):
+        return x
+    mask = drop.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    return x * (1 - mask) + null.to(x.dtype).expand_as(x) * mask
+
+
+def flow_matching_loss(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x1: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """‖u(x_t, t) − (x₁ − x₀)‖² with x_t = (1 − t)x₀ + t x₁ and logit-normal t."""
+    x0 = torch.randn(x1.shape, generator=gen)
+    t = sample_log_normal_t(x1.shape[0], gen)
+    xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
+    v = velocity(xt, t)
+    return torch.nn.functional.mse_loss(v.float(), (x1 - x0).float())
+
+
+@dataclass
+class BatchPick:
+    scene: list[int]
+    source: list[int]
+    offset: list[int]
+    caption: list[str]
+
+
+def pick_base_batch(bank: SceneBank, gen: torch.Generator, batch: int, window: float) -> BatchPick:
+    """Uniform scene, then uniform source within it, window offset and caption paraphrase."""
+    max_off = int(round((bank.duration - window) * 8))
+    scenes, sources, offsets, caps = [], [], [], []
+    for _ in range(batch):
+        s = int(torch.randint(len(bank), (1,), generator=gen))
+        k = int(torch.randint(len(bank.classes[s]), (1,), generator=gen))
+        o = int(torch.randint(max_off + 1, (1,), generator=gen))
+        options = bank.captions[s][k]
+        caps.append(options[int(torch.randint(len(options), (1,), generator=gen))])
+        scenes.append(s)
+        sources.append(k)
+        offsets.append(o)
+    return BatchPick(scenes, sources, offsets, caps)
+
+
+# ---------------------------------------------------------------------------- base
+
+
+def text_features(text_encoder: TextEncoder, tokenizer, captions: Sequence[str]) -> torch.Tensor:
+    ids, mask = tokenize(tokenizer, captions, text_encoder.config.text_seq_len)
+    return text_encoder(ids, mask)
+
+
+def base_conditions(
+    bank: SceneBank,
+    pick: BatchPick,
+    window: float,
+    latent_rate: float,
+    video_features: VideoFeatures,
+    text_encoder: TextEncoder,
+    tokenizer,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack a picked batch into (x₁, clip_f, sync_f, text_f)."""
+    x1, clip, sync = [], [], []
+    for s, k, o in zip(pick.scene, pick.source, pick.offset):
+        crop = crop_window(bank, s, o, window, latent_rate)
+        x1.append(bank.src_lat[s][k][crop["lat"]].float())
+        clip.append(crop["clip"].float())
+        sync.append(crop["sync"].float())
+    clip_f = video_features.clip_proj(torch.stack(clip))
+    text_f = text_features(text_encoder, tokenizer, pick.caption)
+    return torch.stack(x1), clip_f, torch.stack(sync), text_f

@@ -1,0 +1,192 @@
+"""Generation of one window's tracks, in order, each against the audio that already exists.
+
+For window w with prompts C_1..C_K (most salient first) and original audio a_0 (or silence):
+
+    negatives_1 = a_0
+    track_k     = NAG(video_w, C_k, negatives_k)        (β = 0 when negatives_k is silent)
+    negatives_{k+1} = negatives_k + track_k
+
+Each track is written (temp file + rename) and recorded as soon as it exists, so a crash loses
+at most the track in progress. A rerun finds the recorded tracks (same prompt, same config
+hash, stem file present with the recorded sha256), re-reads their audio into the negatives and
+continues with the first missing one; seeds are derived from the natural key, so the result is
+identical to an uninterrupted run. The model bundle is loaded once per worker process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from tasks.config import Settings, settings_from_json
+from tasks.seeds import derive_seed
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    pipe: Any
+    bundle_id: str
+    weights_sha256: str
+    sample_rate: int
+    frame_specs: dict[str, Any]
+    max_duration_s: float
+
+
+@functools.lru_cache(maxsize=2)
+def load_bundle(bundle_dir: str, device: str) -> LoadedBundle:
+    """The pipeline of a local bundle directory, cached per (dir, device) in this process."""
+    import torch
+
+    from models.bundle import bundle_identity
+    from models.pipeline import StepByStepV2APipeline
+
+    pipe = StepByStepV2APipeline.from_pretrained(bundle_dir)
+    pipe.to(torch.device(device))
+    ident = bundle_identity(bundle_dir)
+    return LoadedBundle(pipe=pipe, bundle_id=ident["bundle_id"],
+                        weights_sha256=ident["weights_sha256"],
+                        sample_rate=int(pipe.codec.sample_rate),
+                        frame_specs=pipe.video_features.frame_specs(),
+                        max_duration_s=float(pipe.max_duration_s))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_audio_atomic(path: Path, wave: np.ndarray, sample_rate: int) -> str:
+    """Write FLAC through a temp name in the same directory; return the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sf.write(tmp, np.asarray(wave, dtype=np.float32), sample_rate, format="FLAC", subtype="PCM_24")
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def stem_path(settings: Settings, job: dict[str, Any], order: int, version: int) -> Path:
+    return (settings.stems_dir / job["asset_sha256"][:16] /
+            f"scene{job['scene_index']:03d}_w{job['window_index']:02d}_t{order:02d}_v{version}.flac")
+
+
+def read_stem(path: Path, expected_sha: str | None, n: int) -> np.ndarray | None:
+    """A recorded stem's samples, or None when the file is gone or not what was recorded."""
+    if not path.is_file() or (expected_sha and file_sha256(path) != expected_sha):
+        return None
+    wave, _ = sf.read(path, dtype="float32", always_2d=False)
+    return _fit(wave, n)
+
+
+def _fit(wave: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.float32)
+    m = min(n, len(wave))
+    out[:m] = wave[:m]
+    return out
+
+
+def window_inputs(job: dict[str, Any], bundle: LoadedBundle) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Frames at the bundle's rates and the window's original audio (None when silent)."""
+    from tasks.audio import original_audio
+    from tasks.frames import read_frames
+
+    start, end = float(job["start_s"]), float(job["end_s"])
+    video = {name: read_frames(job["path"], start, end, spec)
+             for name, spec in bundle.frame_specs.items()}
+    original = original_audio(job["path"], start, end, bundle.sample_rate)
+    return video, original
+
+
+def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """Generate (or resume) the current tracks of one window; returns their track rows."""
+    from sql.repository import current_tracks, upsert_track
+    from sql.session import session_scope
+    from tasks.stages import engine_for
+
+    bundle = load_bundle(str(settings.bundle), settings.device)
+    engine = engine_for(settings)
+    duration = float(job["end_s"]) - float(job["start_s"])
+    n = int(round(duration * bundle.sample_rate))
+    video, original = window_inputs(job, bundle)
+    negatives = _fit(original, n) if original is not None else np.zeros(n, np.float32)
+    has_negative = original is not None
+    config_hash = settings.generation_hash()
+    with session_scope(engine) as session:
+        existing = {t["order"]: t for t in current_tracks(session, job["scene_id"])}
+    rows: list[dict[str, Any]] = []
+    earlier_prompts: list[str] = []
+    for prompt in job["prompts"]:
+        order, text = int(prompt["order"]), prompt["text"]
+        prev = existing.get(order)
+        if prev and prev["config_hash"] == config_hash and prev["prompt_text"] == text:
+            wave = read_stem(Path(prev["stem_uri"]), prev["stem_sha256"], n)
+            if wave is not None:
+                negatives += wave
+                has_negative = True
+                earlier_prompts.append(text)
+                rows.append(prev)
+                continue
+        version = int(prev["version"]) if prev else 1
+        seed = derive_seed(job["asset_sha256"], job["scene_index"], job["window_index"], order,
+                           text, config_hash, settings.seed)
+        row = _generate_one(bundle, settings, job, video, duration, text, order, version, seed,
+                            negatives if has_negative else None, earlier_prompts, config_hash,
+                            prompt.get("id"))
+        with session_scope(engine) as session:
+            row["id"] = upsert_track(session, **row)
+        wave = read_stem(Path(row["stem_uri"]), None, n)
+        negatives += wave
+        has_negative = True
+        earlier_prompts.append(text)
+        rows.append(row)
+    return rows
+
+
+def _generate_one(bundle: LoadedBundle, s: Settings, job: dict[str, Any], video: dict[str, np.ndarray],
+                  duration: float, text: str, order: int, version: int, seed: int,
+                  negative: np.ndarray | None, earlier_prompts: list[str], config_hash: str,
+                  prompt_id: int | None) -> dict[str, Any]:
+    """One track through the pipeline, written to its stem file; returns the track row."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    out = bundle.pipe.generate_track(
+        video=video, duration=duration, prompt=text, negative_audio=negative,
+        negative_prompts=earlier_prompts, alpha=s.alpha,
+        beta=s.beta if s.mode == "nag" else 0.0, num_inference_steps=s.steps, mode=s.mode,
+        seed=seed)
+    wall = time.perf_counter() - t0
+    path = stem_path(s, job, order, version)
+    sha = write_audio_atomic(path, out.waveform, bundle.sample_rate)
+    return {
+        "scene_id": job["scene_id"], "order": order, "version": version, "prompt_id": prompt_id,
+        "prompt_text": text, "seed": seed, "alpha": s.alpha, "beta": out.settings.get("beta", s.beta),
+        "steps": s.steps, "mode": s.mode, "bundle_id": bundle.bundle_id,
+        "weights_sha256": bundle.weights_sha256, "config_hash": config_hash,
+        "stem_uri": str(path.resolve()), "stem_sha256": sha, "started_at": started,
+        "finished_at": datetime.now(timezone.utc), "device": f"{s.device}@{socket.gethostname()}",
+        "wall_s": wall, "status": "current",
+    }
+
+
+# --- Prefect wrapper -------------------------------------------------------------------------
+from prefect import task  # noqa: E402  (wrappers at the bottom, over the plain functions)
+
+from tasks.policy import retry_transient  # noqa: E402
+
+
+@task(name="generate-window", tags=["gpu"], retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=retry_transient, timeout_seconds=3600)
+def generate_window_task(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    return generate_window(job, settings_from_json(settings))

@@ -1,0 +1,97 @@
+"""Regenerate (or delete) one track of a scene: the operator's review loop.
+
+Track k of scene s is regenerated in every window of the scene, against the audio that will
+sit beside it in the mix: the window's original audio plus all *other* current tracks
+(orders ≠ k), i.e. x̃ = a_0 + Σ_{j≠k} track_j. The new take is a new version of the same
+(scene, order); the previous version is kept with status ``superseded`` (``deleted`` for
+``--delete``), so the history stays listable. The caller then re-mixes and re-muxes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.config import Settings
+from tasks.generate import _fit, _generate_one, load_bundle, read_stem, window_inputs
+from tasks.runs import session
+from tasks.seeds import derive_seed
+
+
+class NotFound(LookupError):
+    """The asset, scene or track the operator named does not exist."""
+
+
+def resolve_asset(ref: str, settings: Settings) -> dict[str, Any]:
+    """An asset by numeric id or by (a unique prefix of) its sha256."""
+    from sql.repository import find_asset
+
+    with session(settings) as s:
+        row = find_asset(s, ref)
+    if row is None:
+        raise NotFound(f"no asset {ref!r} (give an id or a sha256 prefix)")
+    return row
+
+
+def regenerate(asset_ref: str, scene_index: int, order: int, settings: Settings, *,
+               prompt: str | None = None, seed: int | None = None, beta: float | None = None,
+               delete: bool = False) -> dict[str, Any]:
+    """New version of track ``order`` in each window of shot ``scene_index``; returns rows."""
+    from sql.repository import current_tracks, scene_windows, set_track_status, upsert_track
+
+    asset = resolve_asset(asset_ref, settings)
+    with session(settings) as s:
+        windows = scene_windows(s, asset["id"], scene_index)
+    if not windows:
+        raise NotFound(f"asset {asset['id']} has no scene {scene_index}")
+    changed: list[dict[str, Any]] = []
+    for w in windows:
+        with session(settings) as s:
+            tracks = {t["order"]: t for t in current_tracks(s, w["id"])}
+        old = tracks.get(order)
+        if old is None:
+            raise NotFound(f"scene {scene_index} window {w['window_index']} has no track {order}")
+        if delete:
+            with session(settings) as s:
+                set_track_status(s, old["id"], "deleted")
+            changed.append({**old, "status": "deleted"})
+            continue
+        changed.append(_regenerate_window(asset, w, old, tracks, settings, prompt, seed, beta))
+        with session(settings) as s:
+            set_track_status(s, old["id"], "superseded")
+            changed[-1]["id"] = upsert_track(s, **{k: v for k, v in changed[-1].items() if k != "id"})
+    return {"asset_id": asset["id"], "scene": scene_index, "track": order, "tracks": changed}
+
+
+def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[str, Any],
+                       tracks: dict[int, dict[str, Any]], settings: Settings, prompt: str | None,
+                       seed: int | None, beta: float | None) -> dict[str, Any]:
+    bundle = load_bundle(str(settings.bundle), settings.device)
+    job = {"asset_sha256": asset["sha256"], "path": asset["uri"], "scene_id": window["id"],
+           "scene_index": window["index"], "window_index": window["window_index"],
+           "start_s": window["start_s"], "end_s": window["end_s"]}
+    duration = float(window["end_s"]) - float(window["start_s"])
+    n = int(round(duration * bundle.sample_rate))
+    video, original = window_inputs(job, bundle)
+    negatives = _fit(original, n) if original is not None else np.zeros(n, np.float32)
+    others = []
+    for o, t in sorted(tracks.items()):
+        if o == old["order"]:
+            continue
+        wave = read_stem(Path(t["stem_uri"]), t["stem_sha256"], n)
+        if wave is not None:
+            negatives += wave
+            others.append(t["prompt_text"])
+    has_negative = original is not None or bool(others)
+    text = prompt or old["prompt_text"]
+    version = int(old["version"]) + 1
+    take_settings = Settings(**{**settings.__dict__, "beta": settings.beta if beta is None else beta})
+    config_hash = take_settings.generation_hash()
+    track_seed = seed if seed is not None else derive_seed(
+        asset["sha256"], window["index"], window["window_index"], old["order"], text,
+        config_hash, settings.seed + version)
+    return _generate_one(bundle, take_settings, job, video, duration, text, old["order"], version,
+                         track_seed, negatives if has_negative else None, others, config_hash,
+                         old.get("prompt_id"))

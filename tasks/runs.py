@@ -1,0 +1,152 @@
+"""Runs, claims, failures and progress: the bookkeeping around the media stages.
+
+A claim is a row-level lease in the provenance database (``asset.claimed_by`` +
+``asset.claim_expires_at``), taken with one conditional UPDATE, so two backfills (threads,
+processes or hosts; SQLite or PostgreSQL) never process the same asset; a crashed owner's
+claim simply expires. A heartbeat thread renews the lease while an asset is being processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import socket
+import threading
+import traceback
+import uuid
+from typing import Any, Iterator, Mapping
+
+from sqlalchemy.engine import Engine
+
+from tasks.config import Settings, load_settings, settings_from_json
+
+
+def resolve_settings(settings: Mapping[str, Any] | Settings | None) -> dict[str, Any]:
+    """Settings as the JSON dict flows pass around (env-resolved when none were given)."""
+    if isinstance(settings, Settings):
+        return settings.to_json()
+    return (settings_from_json(settings) if settings else load_settings()).to_json()
+
+
+def as_settings(settings: Mapping[str, Any] | Settings) -> Settings:
+    return settings if isinstance(settings, Settings) else settings_from_json(settings)
+
+
+@functools.lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    from tasks.database import open_database
+
+    return open_database(load_settings({"database_url": url}), migrate=True)
+
+
+def engine_for(settings: Mapping[str, Any] | Settings) -> Engine:
+    """The migrated engine of the settings' database (one per URL per process)."""
+    return _engine(as_settings(settings).db_url)
+
+
+def session(settings: Mapping[str, Any] | Settings):  # type: ignore[no-untyped-def]
+    from sql.session import session_scope
+
+    return session_scope(engine_for(settings))
+
+
+def current_flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id) if flow_run.id else None
+    except Exception:
+        return None
+
+
+def start_run(kind: str, parameters: dict[str, Any], settings: Mapping[str, Any]) -> int:
+    from sql.repository import start_run as _start
+
+    with session(settings) as s:
+        return _id(_start(s, kind=kind, parameters={**parameters, "settings": dict(settings)},
+                          prefect_flow_run_id=current_flow_run_id()))
+
+
+def attach_flow_run(run_id: int, settings: Mapping[str, Any]) -> None:
+    from sql.repository import set_run_flow_run_id
+
+    fr = current_flow_run_id()
+    if fr:
+        with session(settings) as s:
+            set_run_flow_run_id(s, run_id, fr)
+
+
+def finish_run(run_id: int, results: list[Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    from sql.repository import finish_run as _finish
+
+    counts: dict[str, int] = {}
+    for r in results:
+        status = r.get("status", "failed") if isinstance(r, dict) else "failed"
+        counts[status] = counts.get(status, 0) + 1
+    status = "failed" if counts.get("failed") else "completed"
+    with session(settings) as s:
+        _finish(s, run_id, counts=counts, status=status)
+    return {"run_id": run_id, "counts": counts, "status": status}
+
+
+def claim_owner(run_id: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:run{run_id}:{uuid.uuid4().hex[:8]}"
+
+
+def claim(asset_id: int, owner: str, settings: Mapping[str, Any]) -> bool:
+    from sql.claims import claim_asset
+
+    with session(settings) as s:
+        return claim_asset(s, asset_id, owner, float(settings.get("claim_ttl_s", 3600)))
+
+
+def release(asset_id: int, owner: str, settings: Mapping[str, Any]) -> None:
+    from sql.claims import release_claim
+
+    with session(settings) as s:
+        release_claim(s, asset_id, owner)
+
+
+@contextlib.contextmanager
+def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> Iterator[None]:
+    """Renew the lease at a third of its TTL until the block ends."""
+    from sql.claims import renew_claim
+
+    ttl = float(settings.get("claim_ttl_s", 3600))
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                with session(settings) as s:
+                    renew_claim(s, asset_id, owner, ttl)
+            except Exception:  # a missed beat only shortens the lease; the next one retries
+                pass
+
+    t = threading.Thread(target=beat, name=f"claim-{asset_id}", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def record_failure(settings: Mapping[str, Any], *, uri: str, stage: str, err: BaseException,
+                   run_id: int | None = None, asset_id: int | None = None,
+                   scene_id: int | None = None, track_id: int | None = None) -> None:
+    from sql.repository import record_failure as _record
+
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    digest = hashlib.sha256(tb.encode("utf-8", "replace")).hexdigest()[:16]
+    message = " ".join(str(err).split()) or type(err).__name__
+    with session(settings) as s:
+        _record(s, run_id=run_id, asset_id=asset_id, scene_id=scene_id, track_id=track_id,
+                uri=uri, stage=getattr(err, "stage", stage), error_class=type(err).__name__,
+                message=message[:2000], traceback_digest=digest)
+
+
+def _id(obj: Any) -> int:
+    return int(obj if isinstance(obj, int) else getattr(obj, "id"))

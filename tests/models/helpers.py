@@ -1,0 +1,23 @@
+"""Shared helpers for model tests: seeded random weights (a freshly initialised MMAudio is the
+zero function, which would make every comparison vacuous)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def randomize(module: nn.Module, seed: int, gain: float = 1.0) -> nn.Module:
+    """Every parameter ~ N(0, gain²/fan_in) (vectors: N(0, 0.1²)); latent_std in [0.5, 1.5]."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if name.endswith("latent_std"):
+            p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        elif p.dim() >= 2 and not name.startswith("empty_") and "pos_emb" not in name:
+            p.copy_(torch.randn(p.shape, generator=g) * gain / math.sqrt(math.prod(p.shape[1:])))
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return module
