@@ -89,7 +89,8 @@ def _register_optional_commands() -> None:
     """Commands from other modules of flows/, registered when their module exists."""
     import importlib
 
-    for name in ("flows.cli_run", "flows.cli_models", "flows.cli_review"):
+    for name in ("flows.cli_run", "flows.cli_models", "flows.cli_prompts", "flows.cli_review",
+                 "flows.cli_eval"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

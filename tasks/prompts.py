@@ -263,6 +263,15 @@ class ScenePrompts:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> list[str]:
+        """Human lines for ``stepfoley prompts``: the prompts in order with score and source,
+        then what was left out and why."""
+        lines = [f"{p.order}. {p.text}" + (f"  ({p.score:.3f})" if p.score is not None else "")
+                 + (f"  [{p.source}]" if p.source != "captioner" else "") for p in self.prompts]
+        lines += [f"   dropped: {d.text} — {d.reason}" for d in self.dropped if d.stage in ("present", "limit")]
+        lines += [f"   note: {n}" for n in self.notes]
+        return lines
+
 
 # ============================================================================ the stage
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -21,3 +22,13 @@ def randomize(module: nn.Module, seed: int, gain: float = 1.0) -> nn.Module:
         else:
             p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     return module
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One intra-op thread while these tests run: the tiny networks gain nothing from two, and on
+    a shared 2-core machine OpenMP threads fighting other jobs made forwards ~30× slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

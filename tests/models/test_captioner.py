@@ -3,7 +3,9 @@ SmolVLM architecture) built offline, and the FoleyWorld captioner's recall."""
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,62 @@ def test_vlm_generation_limits_settings_and_determinism(tiny_vlm_dir: Path) -> N
 def test_missing_captioner_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="captioner directory not found"):
         VLMCaptioner(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------- FoleyWorld captioner
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleyworld-tiny" / "captioner"
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_train_captioner_is_deterministic_and_resumes_bit_identically(tmp_path: Path) -> None:
+    pytest.importorskip("models.foleyworld")
+    from models.captioner import FoleyCaptioner, train_captioner
+
+    kw = dict(steps=6, seed=3, threads=1, n_train=12, batch=4, log_every=2)
+    full = train_captioner(tmp_path / "a", **kw)
+    part = train_captioner(tmp_path / "b", stop_after=4, **kw)
+    assert part["stopped_at"] == 4 and (tmp_path / "b" / "_ckpt.pt").is_file()
+    resumed = train_captioner(tmp_path / "b", **kw)
+    assert resumed["log"] == full["log"]
+    a, b = _params(FoleyCaptioner(tmp_path / "a").model), _params(FoleyCaptioner(tmp_path / "b").model)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "train_log.json").is_file() and not (tmp_path / "a" / "_ckpt.pt").exists()
+
+
+QUICK_STEPS, QUICK_SCENES = 500, 200
+
+
+@functools.lru_cache(maxsize=1)
+def foley_captioner_dir() -> Path:
+    """The shipped captioner when the bundle has one, else one trained once per test process
+    (small and quick; the tasks tests reuse it)."""
+    if (SHIPPED / "captioner.json").is_file():
+        return SHIPPED
+    from models.captioner import train_captioner
+
+    out = Path(tempfile.mkdtemp(prefix="stepfoley-captioner-"))
+    train_captioner(out, steps=QUICK_STEPS, seed=0, threads=min(2, os.cpu_count() or 1), n_train=QUICK_SCENES,
+                    eval_scenes=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def foley_captioner():
+    pytest.importorskip("models.foleyworld")
+    from models.captioner import FoleyCaptioner
+
+    return FoleyCaptioner(foley_captioner_dir())
+
+
+def test_foleyworld_captioner_recall_on_heldout_seeds(foley_captioner) -> None:
+    from models.captioner import evaluate_captioner_recall
+
+    res = evaluate_captioner_recall(foley_captioner, n_scenes=40, split="test")
+    print(f"FoleyWorld captioner ({foley_captioner.name}) held-out: {res}")
+    assert res["recall"] >= 0.8, res
+    cap = foley_captioner.caption(np.zeros((25, 64, 64, 3), np.uint8), k=5, seed=0)
+    assert len(cap.prompts) <= 5 and cap.settings["backend"] == "foleyworld"

@@ -6,7 +6,7 @@ import torch
 
 from models.controlnet import AudioControlNet
 from models.mmaudio import MMAudio
-from tests.models.helpers import randomize
+from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
 
 B, N, NC, NS, L = 2, 125, 32, 96, 16
 

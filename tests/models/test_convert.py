@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from models.convert import convert_mmaudio
 from models.mmaudio import MMAudio
 
+from tests.models.helpers import single_thread  # noqa: F401  (autouse)
+
 FIX = Path("/work/shared/fixtures/mmaudio")
 pytestmark = pytest.mark.skipif(not FIX.is_dir(), reason="fixtures not present")
 

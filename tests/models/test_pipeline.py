@@ -17,7 +17,7 @@ from models.mmaudio import MMAudio
 from models.nag import nag_velocity
 from models.pipeline import StepByStepV2APipeline
 from models.sampling import euler_sample, initial_noise
-from tests.models.helpers import randomize
+from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
 
 PROMPTS = ["footsteps on gravel", "a dog barking", "rain on a roof"]
 STEPS = 3
@@ -162,3 +162,17 @@ def test_batched_step_equals_three_separate_forwards(pipe) -> None:
         cfg = pipe.generate_latent(clip_f, sync_f, text_f, n, torch.Generator().manual_seed(1), 4.5, 0.0, STEPS)
     assert (got - ref).abs().max() < 1e-4
     assert (got - cfg).abs().max() > 1e-3  # the branch really acts
+
+
+def test_bundle_without_controlnet(tmp_path: Path) -> None:
+    net = randomize(MMAudio.from_preset("tiny"), 1, gain=0.7)
+    pipe = StepByStepV2APipeline(transformer=net, controlnet=None, codec=MelCodec(griffin_lim_iters=2),
+                                 video_features=VideoFeatures(), text_encoder=TextEncoder(),
+                                 tokenizer=build_tokenizer(PROMPTS))
+    pipe.save_pretrained(tmp_path / "b")
+    loaded = StepByStepV2APipeline.from_pretrained(tmp_path / "b")
+    assert loaded.controlnet is None
+    out = loaded(video=None, duration=2.0, prompts=PROMPTS[:2], mode="negative_text", num_inference_steps=2, seeds=[1, 2])
+    assert [t.shape for t in out.tracks] == [(32000,), (32000,)]
+    with pytest.raises(ValueError, match="no controlnet"):
+        loaded(video=None, duration=2.0, prompts=PROMPTS[:2], mode="nag", num_inference_steps=2, seeds=[1, 2])

@@ -33,6 +33,10 @@ def test_bullets_json_and_single_line_lists() -> None:
     assert clean_prompts("rain, thunder, footsteps on gravel") == ["Rain", "Thunder", "Footsteps on gravel"]
     assert clean_prompts("Engine hums; tyres screech; horn honks") == ["Engine hums", "Tyres screech", "Horn honks"]
     assert clean_prompts("Sound 1: Clock ticks\nSound 2: Bell rings") == ["Clock ticks", "Bell rings"]
+    assert clean_prompts("Ocean waves crash loudly. Sail flaps rhythmically.") == [
+        "Ocean waves crash loudly", "Sail flaps rhythmically"]
+    assert clean_prompts("1. **Waves**: The ocean waves crash on the shore.\n2. **Wind**: Wind howls.") == [
+        "The ocean waves crash on the shore", "Wind howls"]
 
 
 def test_k_limit_and_word_limit() -> None:

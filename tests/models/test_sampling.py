@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.sampling import euler_sample, initial_noise, sample, time_grid
+from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
 
 def test_constant_velocity_is_exact() -> None:

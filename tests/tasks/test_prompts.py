@@ -106,6 +106,7 @@ def test_merge_extend_and_replace() -> None:
     assert reasons["A beautiful sunset"] == "not a sound"
     assert reasons["Dog barks"] == "duplicate of a user prompt"
     assert reasons["Door creaks"] == "beyond k=4"
+    assert ext.describe()[0] == "1. Wind howls  [user]" and "dropped: Door creaks — beyond k=4" in ext.describe()[-1]
     rep = finish_scene_prompts(cap, FRAMES, k=4, user_prompts=users, mode="replace")
     assert rep.texts == ["Wind howls", "dog barking"]
     assert finish_scene_prompts(cap, FRAMES, k=2, mode="replace").texts == ["Dog barks", "Clock ticks"]
@@ -151,3 +152,36 @@ def test_stage_on_a_real_tiny_vlm(tmp_path: Path) -> None:
     assert len(res.prompts) <= 3 and all(p.text.strip() for p in res.prompts)
     assert res.captioner["backend"] == "vlm" and res.captioner["k"] == 5  # k + spare asked of the model
     assert res.to_json()["prompts"][0]["order"] == 1
+
+
+def test_stage_on_foleyworld_orders_and_leaves_out_what_is_there() -> None:
+    """Default captioner + scorer on held-out FoleyWorld scenes with two sources, the first one
+    already in the original audio: its prompt is dropped as present, the other is kept."""
+    fw = pytest.importorskip("models.foleyworld")
+    from models.captioner import FoleyCaptioner, scene_sample_rate
+    from models.scorer import FoleyScorer
+    from tests.models.test_captioner import foley_captioner_dir
+    from tests.models.test_scorer import foley_scorer_dir
+
+    captioner, scorer = FoleyCaptioner(foley_captioner_dir()), FoleyScorer(foley_scorer_dir())
+    present_dropped = present_total = absent_kept = absent_total = 0
+    for seed in list(fw.SPLITS["test"])[:12]:
+        scene = fw.make_scene(int(seed), 8.0, 2, 64)
+        have, missing = scene.sources[0].cls, scene.sources[1].cls
+        sr = scene_sample_rate(scene)
+        res = propose_scene_prompts(scene.frames, captioner, k=5, seed=int(seed), scorer=scorer,
+                                    original_audio=np.asarray(scene.sources[0].audio), sample_rate=sr)
+        kept = {fw.class_of_caption(p.text) for p in res.prompts}
+        scores = [p.score for p in res.prompts]
+        assert scores == sorted(scores, reverse=True)  # salience order, recorded
+        dropped = {fw.class_of_caption(d.text) for d in res.dropped if d.stage == "present"}
+        proposed = kept | dropped
+        if have in proposed:
+            present_total += 1
+            present_dropped += have in dropped
+        if missing in proposed:
+            absent_total += 1
+            absent_kept += missing in kept
+    print(f"present dropped {present_dropped}/{present_total}, absent kept {absent_kept}/{absent_total}")
+    assert present_total >= 6 and absent_total >= 6
+    assert present_dropped / present_total >= 0.8 and absent_kept / absent_total >= 0.8

@@ -1,0 +1,268 @@
+"""The per-asset stages as the flows see them: each one calls the plain media/model functions
+and records its result in the provenance database, keyed on natural keys so reruns are no-ops.
+
+Flows pass JSON-able dicts (paths, ids, hashes), never arrays or tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from tasks.config import ConfigError, Settings
+from tasks.errors import MediaError
+from tasks.runs import (as_settings, attach_flow_run, claim, claim_heartbeat, claim_owner,  # noqa: F401
+                        engine_for, finish_run, record_failure, release, resolve_settings,
+                        session, start_run)
+
+
+def check_bundle(settings: Settings) -> None:
+    if not (Path(settings.bundle) / "model_index.json").is_file():
+        raise ConfigError(f"model bundle {settings.bundle} not found (no model_index.json); "
+                          "train one with `stepfoley train all --out DIR` or pass --bundle")
+
+
+# ---------------------------------------------------------------- discovery
+def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int | None = None,
+             paths: list[str] | None = None) -> list[dict[str, Any]]:
+    """Register every video of the library; bad files become failure rows; return the to-do list.
+
+    The database decides what is to do: assets whose content hash is already ``done`` are left
+    out (a renamed or moved copy included: its new path is recorded against the same asset).
+    """
+    from sql.repository import record_asset_path, upsert_asset
+    from tasks.ingest import discover as walk, hash_and_probe
+
+    todo: list[dict[str, Any]] = []
+    wanted = set(paths) if paths is not None else None
+    for item in walk(Path(library)):
+        if isinstance(item, MediaError):
+            record_failure(settings, uri=item.path or library, stage="discover", err=item,
+                           run_id=run_id)
+            continue
+        path = str(item.path)
+        if wanted is not None and path not in wanted:
+            continue
+        try:
+            facts = hash_and_probe(item)
+        except MediaError as err:
+            _record_bad_file(settings, path, err, run_id)
+            continue
+        with session(settings) as s:
+            asset = upsert_asset(s, library=str(library), **facts.asset_fields())
+            record_asset_path(s, asset["id"], path)
+        if asset["status"] == "done":
+            continue
+        todo.append({"path": path, "asset_id": asset["id"], "sha256": asset["sha256"]})
+        if limit is not None and len(todo) >= limit:
+            break
+    return todo
+
+
+def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, run_id: int | None) -> None:
+    """A file that is not usable video: an asset row (when it can be hashed) marked failed."""
+    from sql.repository import set_asset_status, upsert_asset
+    from tasks.ingest import sha256_file
+
+    asset_id = None
+    try:
+        sha = sha256_file(Path(path))
+        with session(settings) as s:
+            asset = upsert_asset(s, sha256=sha, uri=path, status="failed", error=str(err))
+            asset_id = asset["id"]
+            set_asset_status(s, asset_id, "failed", error=str(err))
+    except OSError:
+        pass
+    record_failure(settings, uri=path, stage=err.stage, err=err, run_id=run_id, asset_id=asset_id)
+
+
+# ---------------------------------------------------------------- one asset
+def ingest_asset(path: str, settings: Mapping[str, Any], run_id: int | None) -> dict[str, Any]:
+    """Hash + probe + asset row; status ``running`` unless it is already ``done``."""
+    from sql.repository import record_asset_path, set_asset_status, upsert_asset
+    from tasks.ingest import ingest_path
+
+    facts = ingest_path(Path(path))
+    with session(settings) as s:
+        asset = upsert_asset(s, **facts.asset_fields())
+        record_asset_path(s, asset["id"], path)
+        if asset["status"] != "done":
+            set_asset_status(s, asset["id"], "running")
+            asset["status"] = "running"
+    asset["path"] = path
+    asset["probe"] = facts.probe_dict()
+    return asset
+
+
+def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Shots → model windows, recorded as scene rows (one per window)."""
+    from sql.repository import upsert_scene
+    from tasks.scenes import detect_shots, plan_windows as windows_of
+
+    s = as_settings(settings)
+    shots = detect_shots(Path(asset["path"]), min_shot_s=s.min_shot_s)
+    windows = windows_of(shots, window_s=s.window_s, overlap_s=s.overlap_s)
+    out = []
+    with session(settings) as db:
+        for w in windows:
+            row = upsert_scene(db, asset_id=asset["id"], index=w.shot_index,
+                               window_index=w.window_index, start_s=w.start_s, end_s=w.end_s,
+                               shot_start_s=w.shot_start_s, shot_end_s=w.shot_end_s)
+            out.append({"scene_id": row["id"], "scene_index": w.shot_index,
+                        "window_index": w.window_index, "start_s": w.start_s, "end_s": w.end_s,
+                        "shot_start_s": w.shot_start_s, "shot_end_s": w.shot_end_s})
+    return out
+
+
+def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
+                    settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Prompts per shot (shared by its windows), recorded per window; returns generation jobs."""
+    from sql.repository import upsert_prompt
+    from tasks.prompts import prompts_for_asset
+
+    s = as_settings(settings)
+    per_shot = prompts_for_asset(Path(asset["path"]), asset["sha256"], windows, s)
+    jobs = []
+    with session(settings) as db:
+        for w in windows:
+            proposal = per_shot[w["scene_index"]]
+            kept = []
+            for p in proposal.all_prompts():
+                row = upsert_prompt(db, scene_id=w["scene_id"], order=p.order, text=p.text,
+                                    source=p.source, score=p.score, dropped=p.dropped,
+                                    drop_reason=p.drop_reason, captioner_id=proposal.captioner_id)
+                if not p.dropped:
+                    kept.append({"id": row["id"], "order": p.order, "text": p.text})
+            jobs.append({**w, "asset_id": asset["id"], "asset_sha256": asset["sha256"],
+                         "path": asset["path"], "prompts": kept[: s.tracks]})
+    return jobs
+
+
+def mix_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Current stems of every window on the asset timeline → mix file + per-track stems."""
+    from sql.repository import asset_windows_with_tracks, upsert_mix
+    from tasks.mix import mix_to_files
+
+    s = as_settings(settings)
+    with session(settings) as db:
+        windows = asset_windows_with_tracks(db, asset["id"])
+    out_dir = s.work_dir / asset["sha256"][:16]
+    result = mix_to_files(Path(asset["path"]), windows, out_dir, duration_s=asset["duration_s"],
+                          target_lufs=s.target_lufs)
+    with session(settings) as db:
+        row = upsert_mix(db, asset_id=asset["id"], config_hash=result.content_hash,
+                         uri=str(result.mix_path), sha256=result.sha256,
+                         loudness_lufs=result.loudness_lufs, true_peak_dbtp=result.true_peak_dbtp,
+                         sample_rate=result.sample_rate)
+    return {"id": row["id"], **result.to_json()}
+
+
+def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The output video: picture copied, mix first, original and stems after."""
+    from sql.repository import upsert_output
+    from tasks.mux import mux_output
+
+    s = as_settings(settings)
+    result = mux_output(Path(asset["path"]), mix, s.output_dir, container=s.container,
+                        name=_output_name(asset))
+    with session(settings) as db:
+        row = upsert_output(db, asset_id=asset["id"], mix_id=mix["id"], **result.output_fields())
+    return {"id": row["id"], "uri": result.uri}
+
+
+def _output_name(asset: dict[str, Any]) -> str:
+    stem = Path(asset["path"]).stem
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "asset"
+    return f"{safe}.{asset['sha256'][:8]}"
+
+
+def finish_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> None:
+    from sql.repository import set_asset_status
+
+    with session(settings) as db:
+        set_asset_status(db, asset["id"], "done")
+
+
+def fail_asset(path: str, err: BaseException, settings: Mapping[str, Any], run_id: int | None) -> None:
+    """Record the failure against the asset (when it has a row) and mark it failed."""
+    from sql.repository import find_asset_by_uri, set_asset_status
+
+    with session(settings) as db:
+        asset = find_asset_by_uri(db, path)
+        asset_id = asset["id"] if asset else None
+        if asset_id is not None:
+            set_asset_status(db, asset_id, "failed", error=f"{type(err).__name__}: {err}"[:2000])
+    record_failure(settings, uri=path, stage=getattr(err, "stage", "process"), err=err,
+                   run_id=run_id, asset_id=asset_id)
+
+
+def asset_ref(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
+    from sql.repository import get_asset
+
+    with session(settings) as db:
+        row = get_asset(db, asset_id)
+    return {**row, "path": row["uri"]}
+
+
+def asset_summary_by_path(path: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    from sql.repository import asset_status_rows, find_asset_by_uri
+
+    with session(settings) as db:
+        asset = find_asset_by_uri(db, path)
+        if asset is None:
+            return {"path": path, "status": "failed", "error": "not registered"}
+        for row in asset_status_rows(db, asset_id=asset["id"]):
+            return {**dict(row), "path": path}
+    return {"path": path, "status": asset["status"]}
+
+
+def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
+    from sql.repository import asset_status_rows
+
+    with session(settings) as db:
+        rows = [dict(r) for r in asset_status_rows(db, asset_id=asset_id)]
+    return rows[0] if rows else {"asset_id": asset_id, "status": "unknown"}
+
+
+# ---------------------------------------------------------------- progress for the CLI
+def run_progress(run_id: int, settings: Mapping[str, Any]) -> dict[str, tuple[int, int | None]]:
+    from sql.repository import run_progress as _progress
+
+    with session(settings) as db:
+        return _progress(db, run_id)
+
+
+def run_summary_rows(run_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from sql.repository import run_asset_rows
+
+    with session(settings) as db:
+        return [dict(r) for r in run_asset_rows(db, run_id)]
+
+
+def stable_uploads(inbox: str, settings: Mapping[str, Any], stable_scans: int) -> list[str]:
+    from sql.repository import known_uris
+    from tasks.uploads import stable_files
+
+    s = as_settings(settings)
+    with session(settings) as db:
+        known = known_uris(db, prefix=str(Path(inbox)))
+    return stable_files(Path(inbox), s.data_dir / "uploads-state.json", stable_scans, known)
+
+
+# ---------------------------------------------------------------- Prefect wrappers
+from prefect import task  # noqa: E402
+
+from tasks.policy import retry_transient  # noqa: E402
+
+_POLICY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+
+discover_task = task(name="discover", timeout_seconds=3600, **_POLICY)(discover)
+ingest_asset_task = task(name="ingest", timeout_seconds=1800, **_POLICY)(ingest_asset)
+plan_windows_task = task(name="scenes", timeout_seconds=3600, **_POLICY)(plan_windows)
+propose_prompts_task = task(name="prompts", timeout_seconds=3600, **_POLICY)(propose_prompts)
+mix_asset_task = task(name="mix", timeout_seconds=1800, **_POLICY)(mix_asset)
+mux_asset_task = task(name="mux", timeout_seconds=1800, **_POLICY)(mux_asset)
+finish_asset_task = task(name="finish", **_POLICY)(finish_asset)
+stable_uploads_task = task(name="scan-uploads", **_POLICY)(stable_uploads)
