@@ -1,0 +1,92 @@
+"""Migrations (Alembic) and views for a database URL, as library calls.
+
+Views live in ``sql/views/*.sql`` (plain SQL that both SQLite and PostgreSQL accept) and are
+re-created after every upgrade (DROP VIEW IF EXISTS + CREATE VIEW), so they always match the
+schema the migrations produced. An advisory lock (PostgreSQL) or the write lock (SQLite)
+keeps two processes from migrating at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from sql.session import make_engine
+
+HERE = Path(__file__).resolve().parent
+VIEWS = HERE / "views"
+_LOCK_KEY = 0x5F01E7  # arbitrary, constant: "stepfoley migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(HERE / "alembic.ini"))
+    cfg.set_main_option("script_location", str(HERE / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def heads() -> list[str]:
+    return list(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def current(url: str) -> str | None:
+    engine = _engine(url)
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@functools.lru_cache(maxsize=16)
+def _engine(url: str):  # type: ignore[no-untyped-def]
+    return make_engine(url)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade to ``revision`` and (re)create the views; a no-op when already there."""
+    engine = _engine(url)
+    head = heads()
+    if revision == "head" and current(url) in head and _views_present(engine):
+        return
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        create_views(conn)
+
+
+def downgrade(url: str, revision: str = "-1") -> None:
+    engine = _engine(url)
+    with engine.begin() as conn:
+        drop_views(conn)
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def view_files() -> list[Path]:
+    return sorted(VIEWS.glob("*.sql"))
+
+
+def drop_views(conn) -> None:  # type: ignore[no-untyped-def]
+    for f in reversed(view_files()):
+        conn.execute(text(f"DROP VIEW IF EXISTS {f.stem}"))
+
+
+def create_views(conn) -> None:  # type: ignore[no-untyped-def]
+    drop_views(conn)
+    for f in view_files():
+        conn.execute(text(f"CREATE VIEW {f.stem} AS\n{f.read_text().strip().rstrip(';')}"))
+
+
+def _views_present(engine) -> bool:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    names = set(inspect(engine).get_view_names())
+    return all(f.stem in names for f in view_files())
