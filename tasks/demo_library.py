@@ -1,0 +1,114 @@
+"""The bundled sample library: silent FoleyWorld footage written as real video files.
+
+Five assets: two single scenes, one with hard cuts, one longer than 30 s with cuts, and one
+with a partial original soundtrack (real audio on its first scene only, silence after), so
+the demo exercises shots, windows, crossfades and "keep what the footage already has".
+``library.json`` holds the ground truth (classes per scene, cut times). Frames are streamed
+to ffmpeg's stdin scene by scene; each file is written under a temporary name and renamed,
+and an existing file whose manifest entry matches is left alone (idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from models import foleyworld as fw
+from tasks.ffmpeg_bin import FFmpegError, ffmpeg_path
+
+DEMO_SEED_BASE = fw.SPLITS["test"].start + 9000  # held-out seeds: the bundle never trained on them
+ASSETS = (
+    # name, scene durations (s), sources per scene (None = random), partial original audio
+    ("kitchen-door.mp4", (6.0,), (2,), False),
+    ("night-rain.mp4", (8.0,), (1,), False),
+    ("three-shots.mp4", (5.0, 4.0, 6.0), (1, 2, 1), False),
+    ("long-walk.mkv", (12.0, 9.0, 13.0), (2, 1, 2), False),
+    ("with-original.mp4", (5.0, 6.0), (1, 2), True),
+)
+
+
+def _scene(seed: int, duration: float, n: int | None, size: int) -> fw.Scene:
+    return fw.make_scene(seed, duration, n, size)
+
+
+def _write(path: Path, scenes: list[fw.Scene], size: int, original: np.ndarray | None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    args = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}", "-r", str(fw.FPS),
+            "-i", "pipe:0"]
+    wav = None
+    if original is not None:
+        wav = Path(tempfile.mkstemp(suffix=".wav")[1])
+        sf.write(wav, original, fw.SAMPLE_RATE)
+        args += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+             "-g", "50", str(tmp)]
+    args[args.index("-y")] = "-y"
+    args = [a for a in args if a != "-nostdin"]  # stdin carries the frames
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for sc in scenes:
+            for frame in sc.frames:
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        err = proc.stderr.read().decode("utf-8", "replace")  # type: ignore[union-attr]
+        if proc.wait() != 0:
+            raise FFmpegError(err.strip().splitlines()[-1] if err.strip() else "ffmpeg failed",
+                              proc.returncode, err)
+        os.replace(tmp, path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        tmp.unlink(missing_ok=True)
+        if wav:
+            wav.unlink(missing_ok=True)
+
+
+def build_demo_library(out_dir: Path, seed: int = 0, size: int = 128) -> list[Path]:
+    """Write (or keep) the sample library under ``out_dir``; return the video paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / "library.json"
+    old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest: dict[str, Any] = {}
+    paths = []
+    for i, (name, durs, counts, partial) in enumerate(ASSETS):
+        base = DEMO_SEED_BASE + 100 * i + 10 * seed
+        scenes = [_scene(base + j, d, n, size) for j, (d, n) in enumerate(zip(durs, counts))]
+        cuts = list(np.cumsum(durs)[:-1].round(6))
+        entry = {"seeds": [sc.seed for sc in scenes], "cuts": [float(c) for c in cuts],
+                 "classes": [[s.cls for s in sc.sources] for sc in scenes],
+                 "original_audio": "first scene" if partial else None, "size": size}
+        path = out_dir / name
+        manifest[name] = entry
+        paths.append(path)
+        if path.exists() and old.get(name) == entry:
+            continue
+        original = None
+        if partial:
+            first = scenes[0].mixture
+            rest = np.zeros(int(round(sum(durs[1:]) * fw.SAMPLE_RATE)), np.float32)
+            original = np.concatenate([first, rest])
+            entry["classes_in_original"] = [s.cls for s in scenes[0].sources]
+            manifest[name] = entry
+        _write(path, scenes, size, original)
+    tmp = manifest_path.with_name(".library.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, manifest_path)
+    return paths
+
+
+# --- Prefect wrapper -------------------------------------------------------------------------
+from prefect import task  # noqa: E402
+
+
+@task(name="build-demo-library")
+def build_demo_library_task(out_dir: str, seed: int = 0) -> list[str]:
+    return [str(p) for p in build_demo_library(Path(out_dir), seed)]

@@ -1,0 +1,148 @@
+"""Discover videos in a library and register what they are.
+
+Discovery walks the directory tree (following directory symlinks, but never into a directory
+it has already visited: a symlink loop is reported, not walked forever). A file is a
+candidate when its name says video (.mp4, .mov, .mkv, …) or its first bytes carry a video
+container signature (ISO-BMFF ``ftyp``, Matroska/WebM EBML, RIFF AVI, MPEG-TS sync bytes,
+FLV, Ogg); candidates are then probed for real. Sidecars (``*.prompts.txt``), manifests and
+hidden files are not candidates. Hashing streams the file (1 MiB chunks, sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from tasks.errors import MediaError
+from tasks.media_paths import display, to_uri
+from tasks.probe import ProbeResult, probe
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts",
+                    ".mpg", ".mpeg", ".flv", ".ogv", ".wmv", ".3gp", ".mxf", ".dv"}
+_SIGNATURES = (
+    (4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"),
+    (0, b"\x00\x00\x01\xba"), (0, b"\x00\x00\x01\xb3"), (0, b"\x30\x26\xb2\x75"),
+)
+
+
+@dataclass(frozen=True)
+class DiscoveredFile:
+    path: Path
+    size_bytes: int
+
+
+@dataclass
+class IngestResult:
+    path: Path
+    sha256: str
+    probe: ProbeResult
+
+    def asset_fields(self) -> dict[str, Any]:
+        p = self.probe
+        return {"sha256": self.sha256, "uri": to_uri(self.path), "size_bytes": p.size_bytes,
+                "container": p.container, "duration_s": p.duration_s, "fps": p.fps, "vfr": p.vfr,
+                "width": p.width, "height": p.height, "rotation": p.rotation,
+                "video_codec": p.video_codec, "has_audio": p.has_audio}
+
+    def probe_dict(self) -> dict[str, Any]:
+        return self.probe.to_json()
+
+
+def _looks_like_video(path: Path) -> bool:
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    if len(head) >= 1 and head[0] == 0x47 and path.stat().st_size % 188 == 0:
+        return True
+    return any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES)
+
+
+def discover(library: Path) -> Iterator[DiscoveredFile | MediaError]:
+    """Every candidate video under ``library`` (sorted, deterministic), or why one is unusable."""
+    library = Path(library)
+    if library.is_file():
+        yield DiscoveredFile(library, library.stat().st_size)
+        return
+    if not library.is_dir():
+        yield MediaError(f"{display(library)}: library not found", path=str(library), stage="discover")
+        return
+    seen: set[tuple[int, int]] = set()
+    stack = [library]
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+        except OSError as exc:
+            yield MediaError(f"{display(d)}: cannot open directory ({exc.strerror})", path=str(d),
+                             stage="discover")
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            yield MediaError(f"{display(d)}: symlink loop (directory already visited), skipped",
+                             path=str(d), stage="discover")
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            yield MediaError(f"{display(d)}: cannot list directory ({exc.strerror})", path=str(d),
+                             stage="discover")
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            p = Path(e.path)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+                st_e = p.stat()
+            except OSError as exc:
+                if e.is_symlink():
+                    yield MediaError(f"{display(p)}: broken or looping symlink ({exc.strerror})",
+                                     path=str(p), stage="discover")
+                continue
+            if is_dir:
+                subdirs.append(p)
+                continue
+            if not stat.S_ISREG(st_e.st_mode):
+                if p.suffix.lower() in VIDEO_EXTENSIONS:
+                    yield MediaError(f"{display(p)}: not a regular file", path=str(p), stage="discover")
+                continue
+            if p.name.endswith(".prompts.txt"):
+                continue
+            if not os.access(p, os.R_OK):
+                yield MediaError(f"{display(p)}: permission denied", path=str(p), stage="discover")
+                continue
+            if _looks_like_video(p):
+                yield DiscoveredFile(p, st_e.st_size)
+        stack.extend(reversed(subdirs))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest_path(path: Path) -> IngestResult:
+    """Hash + probe one file (probe first: a bad file fails before a long hash)."""
+    facts = probe(Path(path))
+    try:
+        digest = sha256_file(Path(path))
+    except OSError as exc:
+        raise MediaError(f"{display(path)}: cannot read ({exc.strerror})", path=str(path),
+                         stage="ingest") from exc
+    return IngestResult(Path(path), digest, facts)
+
+
+def hash_and_probe(item: DiscoveredFile) -> IngestResult:
+    return ingest_path(item.path)
