@@ -110,10 +110,16 @@ def window_inputs(job: dict[str, Any], bundle: LoadedBundle) -> tuple[dict[str, 
 
 
 def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    """Generate (or resume) the current tracks of one window; returns their track rows."""
-    from sql.repository import current_tracks, upsert_track
+    """Generate (or resume) the current tracks of one window; returns their track rows.
+
+    Per track order: a deleted take stays deleted (the operator's decision); a current take
+    made with this configuration and prompt, or an operator's regenerated take (version > 1),
+    is reused if its stem file is intact; a take whose file is gone is regenerated with its
+    recorded seed; otherwise a new version is generated and the old one superseded.
+    """
+    from sql.repository import set_track_status, track_history, upsert_track
     from sql.session import session_scope
-    from tasks.stages import engine_for
+    from tasks.runs import engine_for
 
     bundle = load_bundle(str(settings.bundle), settings.device)
     engine = engine_for(settings)
@@ -124,28 +130,36 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
     has_negative = original is not None
     config_hash = settings.generation_hash()
     with session_scope(engine) as session:
-        existing = {t["order"]: t for t in current_tracks(session, job["scene_id"])}
+        latest = {t["order"]: t for t in track_history(session, job["scene_id"])}
     rows: list[dict[str, Any]] = []
     earlier_prompts: list[str] = []
     for prompt in job["prompts"]:
         order, text = int(prompt["order"]), prompt["text"]
-        prev = existing.get(order)
-        if prev and prev["config_hash"] == config_hash and prev["prompt_text"] == text:
+        prev = latest.get(order)
+        seed = derive_seed(job["asset_sha256"], job["scene_index"], job["window_index"], order,
+                           text, config_hash, settings.seed)
+        version = 1
+        if prev is not None and prev["status"] == "deleted":
+            continue
+        if prev is not None and prev["status"] == "current" and (
+                prev["version"] > 1 or (prev["config_hash"] == config_hash and prev["prompt_text"] == text)):
             wave = read_stem(Path(prev["stem_uri"]), prev["stem_sha256"], n)
             if wave is not None:
                 negatives += wave
                 has_negative = True
-                earlier_prompts.append(text)
+                earlier_prompts.append(prev["prompt_text"])
                 rows.append(prev)
                 continue
-        version = int(prev["version"]) if prev else 1
-        seed = derive_seed(job["asset_sha256"], job["scene_index"], job["window_index"], order,
-                           text, config_hash, settings.seed)
+            version, seed, text = int(prev["version"]), int(prev["seed"]), prev["prompt_text"]
+        elif prev is not None:
+            version = int(prev["version"]) + 1
         row = _generate_one(bundle, settings, job, video, duration, text, order, version, seed,
                             negatives if has_negative else None, earlier_prompts, config_hash,
                             prompt.get("id"))
         with session_scope(engine) as session:
             row["id"] = upsert_track(session, **row)
+            if prev is not None and prev["version"] != version:
+                set_track_status(session, prev["id"], "superseded")
         wave = read_stem(Path(row["stem_uri"]), None, n)
         negatives += wave
         has_negative = True

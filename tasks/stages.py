@@ -32,18 +32,19 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
     The database decides what is to do: assets whose content hash is already ``done`` are left
     out (a renamed or moved copy included: its new path is recorded against the same asset).
     """
-    from sql.repository import record_asset_path, upsert_asset
+    from sql.repository import link_run_asset, record_asset_path, upsert_asset
     from tasks.ingest import discover as walk, hash_and_probe
+    from tasks.media_paths import from_uri, to_uri
 
     todo: list[dict[str, Any]] = []
-    wanted = set(paths) if paths is not None else None
-    for item in walk(Path(library)):
+    wanted = {from_uri(p) for p in paths} if paths is not None else None
+    for item in walk(Path(from_uri(library))):
         if isinstance(item, MediaError):
-            record_failure(settings, uri=item.path or library, stage="discover", err=item,
+            record_failure(settings, uri=to_uri(item.path or library), stage="discover", err=item,
                            run_id=run_id)
             continue
-        path = str(item.path)
-        if wanted is not None and path not in wanted:
+        path = to_uri(item.path)
+        if wanted is not None and str(item.path) not in wanted:
             continue
         try:
             facts = hash_and_probe(item)
@@ -51,8 +52,9 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
             _record_bad_file(settings, path, err, run_id)
             continue
         with session(settings) as s:
-            asset = upsert_asset(s, library=str(library), **facts.asset_fields())
+            asset = upsert_asset(s, library=to_uri(library), **facts.asset_fields())
             record_asset_path(s, asset["id"], path)
+            link_run_asset(s, run_id, asset["id"])
         if asset["status"] == "done":
             continue
         todo.append({"path": path, "asset_id": asset["id"], "sha256": asset["sha256"]})
@@ -63,16 +65,19 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
 
 def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, run_id: int | None) -> None:
     """A file that is not usable video: an asset row (when it can be hashed) marked failed."""
-    from sql.repository import set_asset_status, upsert_asset
+    from sql.repository import link_run_asset, set_asset_status, upsert_asset
     from tasks.ingest import sha256_file
+    from tasks.media_paths import from_uri
 
     asset_id = None
     try:
-        sha = sha256_file(Path(path))
+        sha = sha256_file(Path(from_uri(path)))
         with session(settings) as s:
             asset = upsert_asset(s, sha256=sha, uri=path, status="failed", error=str(err))
             asset_id = asset["id"]
             set_asset_status(s, asset_id, "failed", error=str(err))
+            if run_id is not None:
+                link_run_asset(s, run_id, asset_id)
     except OSError:
         pass
     record_failure(settings, uri=path, stage=err.stage, err=err, run_id=run_id, asset_id=asset_id)
@@ -81,13 +86,16 @@ def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, ru
 # ---------------------------------------------------------------- one asset
 def ingest_asset(path: str, settings: Mapping[str, Any], run_id: int | None) -> dict[str, Any]:
     """Hash + probe + asset row; status ``running`` unless it is already ``done``."""
-    from sql.repository import record_asset_path, set_asset_status, upsert_asset
+    from sql.repository import link_run_asset, record_asset_path, set_asset_status, upsert_asset
     from tasks.ingest import ingest_path
+    from tasks.media_paths import from_uri
 
-    facts = ingest_path(Path(path))
+    facts = ingest_path(Path(from_uri(path)))
     with session(settings) as s:
         asset = upsert_asset(s, **facts.asset_fields())
         record_asset_path(s, asset["id"], path)
+        if run_id is not None:
+            link_run_asset(s, run_id, asset["id"])
         if asset["status"] != "done":
             set_asset_status(s, asset["id"], "running")
             asset["status"] = "running"
@@ -102,7 +110,9 @@ def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dic
     from tasks.scenes import detect_shots, plan_windows as windows_of
 
     s = as_settings(settings)
-    shots = detect_shots(Path(asset["path"]), min_shot_s=s.min_shot_s)
+    from tasks.media_paths import from_uri
+
+    shots = detect_shots(Path(from_uri(asset["path"])), min_shot_s=s.min_shot_s)
     windows = windows_of(shots, window_s=s.window_s, overlap_s=s.overlap_s)
     out = []
     with session(settings) as db:
@@ -120,43 +130,58 @@ def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
                     settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Prompts per shot (shared by its windows), recorded per window; returns generation jobs."""
     from sql.repository import upsert_prompt
-    from tasks.prompts import prompts_for_asset
+    from tasks.asset_prompts import prompts_for_asset
 
     s = as_settings(settings)
-    per_shot = prompts_for_asset(Path(asset["path"]), asset["sha256"], windows, s)
+    per_shot = prompts_for_asset(asset["path"], asset["sha256"], windows, s)
     jobs = []
     with session(settings) as db:
         for w in windows:
             proposal = per_shot[w["scene_index"]]
+            captioner_id = str(proposal.captioner.get("model") or proposal.captioner.get("backend") or "")
             kept = []
-            for p in proposal.all_prompts():
+            for p in proposal.prompts:
                 row = upsert_prompt(db, scene_id=w["scene_id"], order=p.order, text=p.text,
-                                    source=p.source, score=p.score, dropped=p.dropped,
-                                    drop_reason=p.drop_reason, captioner_id=proposal.captioner_id)
-                if not p.dropped:
-                    kept.append({"id": row["id"], "order": p.order, "text": p.text})
+                                    source=p.source, score=p.score, captioner_id=captioner_id)
+                kept.append({"id": row["id"], "order": p.order, "text": p.text})
+            for i, d in enumerate(proposal.dropped):
+                if d.stage in ("present", "limit", "replaced"):
+                    upsert_prompt(db, scene_id=w["scene_id"], order=1000 + i, text=d.text,
+                                  source="captioner", dropped=True, drop_reason=d.reason,
+                                  captioner_id=captioner_id)
             jobs.append({**w, "asset_id": asset["id"], "asset_sha256": asset["sha256"],
-                         "path": asset["path"], "prompts": kept[: s.tracks]})
+                         "path": asset["path"], "prompts": kept})
     return jobs
 
 
 def mix_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """Current stems of every window on the asset timeline → mix file + per-track stems."""
     from sql.repository import asset_windows_with_tracks, upsert_mix
-    from tasks.mix import mix_to_files
+    from sql.schema import Track
+    from sqlalchemy import update
+    from tasks.audio import decode_audio, has_audio_stream
+    from tasks.media_paths import from_uri
+    from tasks.mix import OUTPUT_RATE, mix_to_files
 
     s = as_settings(settings)
     with session(settings) as db:
         windows = asset_windows_with_tracks(db, asset["id"])
+    src = from_uri(asset["path"])
+    original = decode_audio(src, 0.0, None, OUTPUT_RATE) if has_audio_stream(src) else None
     out_dir = s.work_dir / asset["sha256"][:16]
-    result = mix_to_files(Path(asset["path"]), windows, out_dir, duration_s=asset["duration_s"],
-                          target_lufs=s.target_lufs)
+    result = mix_to_files(src, windows, out_dir, duration_s=float(asset["duration_s"]),
+                          target_lufs=s.target_lufs, original=original)
     with session(settings) as db:
+        for take in result.takes:
+            if take["track_id"] is not None:
+                db.execute(update(Track).where(Track.id == take["track_id"]).values(
+                    loudness_lufs=take["loudness_lufs"], gain_db=take["gain_db"]))
         row = upsert_mix(db, asset_id=asset["id"], config_hash=result.content_hash,
-                         uri=str(result.mix_path), sha256=result.sha256,
+                         uri=str(result.mix_path.resolve()), sha256=result.sha256,
                          loudness_lufs=result.loudness_lufs, true_peak_dbtp=result.true_peak_dbtp,
-                         sample_rate=result.sample_rate)
-    return {"id": row["id"], **result.to_json()}
+                         sample_rate=result.sample_rate, stems_json=result.stems)
+    return {"id": row["id"], **result.to_json(), "has_original": original is not None,
+            "scene_starts": sorted({w["shot_start_s"] or w["start_s"] for w in windows})}
 
 
 def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,15 +190,19 @@ def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str,
     from tasks.mux import mux_output
 
     s = as_settings(settings)
-    result = mux_output(Path(asset["path"]), mix, s.output_dir, container=s.container,
-                        name=_output_name(asset))
+    result = mux_output(asset["path"], mix, s.output_dir, container=s.container,
+                        name=_output_name(asset), has_original=bool(mix["has_original"]),
+                        scene_starts=mix["scene_starts"], duration_s=float(asset["duration_s"]),
+                        fps=float(asset.get("fps") or 25.0))
     with session(settings) as db:
         row = upsert_output(db, asset_id=asset["id"], mix_id=mix["id"], **result.output_fields())
     return {"id": row["id"], "uri": result.uri}
 
 
 def _output_name(asset: dict[str, Any]) -> str:
-    stem = Path(asset["path"]).stem
+    from tasks.media_paths import from_uri
+
+    stem = Path(from_uri(asset["path"])).stem
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "asset"
     return f"{safe}.{asset['sha256'][:8]}"
 

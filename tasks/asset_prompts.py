@@ -1,0 +1,66 @@
+"""Prompts for every shot of an asset: keyframes + original audio + user prompts → ScenePrompts.
+
+One list per shot (its windows share it, so a long shot keeps its sounds). Keyframes are read
+at 4 frames/s at the captioner's working size; the shot's original audio (if any) lets the
+stage drop prompts the footage already sounds like. The captioner seed is derived from the
+asset hash and shot index, so prompts are reproducible.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from tasks.audio import original_audio
+from tasks.config import ConfigError, Settings
+from tasks.frames import read_frames
+from tasks.media_paths import from_uri
+from tasks.prompts import ScenePrompts, read_prompts_csv, read_sidecar, scene_prompts, \
+    user_prompts_for_scene
+from tasks.seeds import derive_seed
+
+KEYFRAME_FPS = 4.0
+KEYFRAME_SIZE = 64
+AUDIO_RATE = 16000
+
+
+@functools.lru_cache(maxsize=4)
+def _csv_rows(path: str) -> tuple[Any, ...]:
+    return tuple(read_prompts_csv(path))
+
+
+def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
+                      settings: Settings) -> dict[int, ScenePrompts]:
+    """ScenePrompts per shot index."""
+    fs_path = from_uri(path)
+    rows = list(_csv_rows(str(settings.prompts_csv))) if settings.prompts_csv else []
+    rows += read_sidecar(fs_path)
+    bundle = Path(settings.bundle)
+    if not (bundle / "captioner").is_dir() and not rows:
+        raise ConfigError(f"bundle {bundle} has no captioner/ and no user prompts were given "
+                          "(--prompts FILE.csv or a <video>.prompts.txt sidecar)")
+    shots: dict[int, tuple[float, float]] = {}
+    for w in windows:
+        shots.setdefault(w["scene_index"], (w["shot_start_s"], w["shot_end_s"]))
+    out: dict[int, ScenePrompts] = {}
+    for idx, (a, b) in sorted(shots.items()):
+        frames = read_frames(fs_path, a, b, {"fps": KEYFRAME_FPS, "size": KEYFRAME_SIZE, "crop": "resize"})
+        audio = original_audio(fs_path, a, b, AUDIO_RATE)
+        users = user_prompts_for_scene(rows, fs_path, sha256, a, b)
+        seed = derive_seed(sha256, idx, 0, 0, "captioner", settings.generation_hash(), settings.seed)
+        captioner_dir = bundle if (bundle / "captioner").is_dir() else None
+        if captioner_dir is None:
+            from tasks.prompts import finish_scene_prompts
+            from models.captioner import Caption
+
+            out[idx] = finish_scene_prompts(Caption([], "", [], {"backend": "none"}), frames,
+                                            k=settings.tracks, user_prompts=users,
+                                            mode="replace")
+            continue
+        out[idx] = scene_prompts(frames, captioner_dir,
+                                 bundle if (bundle / "scorer").is_dir() else None,
+                                 k=settings.tracks, seed=seed % (2**31), original_audio=audio,
+                                 sample_rate=AUDIO_RATE, user_prompts=users,
+                                 mode=settings.prompts_mode, device=settings.device)
+    return out
