@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from tasks.media_paths import to_uri
+
 GEN_OPTIONS = [
     click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
                  help="Where output videos go (default: DATA_DIR/outputs)."),
@@ -55,26 +57,23 @@ def run_library(ctx: click.Context, library: Path, kind: str, **opts: Any) -> in
 
     flow_fn = backfill_library.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=settings.concurrency))
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["summary"] = flow_fn(str(library), s, limit=limit, kind=kind, run_id=run_id)
-        except BaseException as exc:  # surfaced below, after the progress display stops
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=target, name="stepfoley-run", daemon=True)
-    worker.start()
-    _show_progress(worker, run_id, s)
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
+    # The flow runs on the main thread (task timeouts can interrupt it there); the progress
+    # display polls the database from a helper thread.
+    done = threading.Event()
+    display = threading.Thread(target=_show_progress, args=(done, run_id, s), daemon=True,
+                               name="stepfoley-progress")
+    display.start()
+    try:
+        flow_fn(to_uri(library.resolve()), s, limit=limit, kind=kind, run_id=run_id)
+    finally:
+        done.set()
+        display.join(timeout=5)
     rows = stages.run_summary_rows(run_id, s)
     _print_summary(rows)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
-def _show_progress(worker: threading.Thread, run_id: int, s: dict[str, Any]) -> None:
+def _show_progress(done: threading.Event, run_id: int, s: dict[str, Any]) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
 
@@ -83,9 +82,11 @@ def _show_progress(worker: threading.Thread, run_id: int, s: dict[str, Any]) -> 
     with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty()) as bar:
         ids = {k: bar.add_task(k, total=None) for k in ("assets", "windows", "tracks")}
-        while worker.is_alive():
-            _update(bar, ids, stages.run_progress(run_id, s))
-            worker.join(timeout=0.5)
+        while not done.wait(0.5):
+            try:
+                _update(bar, ids, stages.run_progress(run_id, s))
+            except Exception:  # a busy database only delays the display
+                continue
         _update(bar, ids, stages.run_progress(run_id, s))
 
 

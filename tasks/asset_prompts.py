@@ -34,6 +34,10 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
                       settings: Settings) -> dict[int, ScenePrompts]:
     """ScenePrompts per shot index."""
     fs_path = from_uri(path)
+    if settings.device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, settings.threads))
     rows = list(_csv_rows(str(settings.prompts_csv))) if settings.prompts_csv else []
     rows += read_sidecar(fs_path)
     bundle = Path(settings.bundle)

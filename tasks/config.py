@@ -40,6 +40,9 @@ class Settings:
     overlap_s: float = 1.0
     min_shot_s: float = 1.0
     device: str = "cpu"
+    # torch intra-op threads for CPU inference; 1 is fastest on small shared machines (two
+    # threads on a busy 2-core box measured ~30× slower on the tiny network).
+    threads: int = 1
     concurrency: int = 1
     claim_ttl_s: float = 3600.0
     prompts_csv: Path | None = None
@@ -90,7 +93,7 @@ class Settings:
 _ENV_PREFIX = "STEPFOLEY_"
 _PATHS = {"data_dir", "bundle", "prompts_csv", "out_dir"}
 # Where a worker runs decides these, not the caller that started the run.
-WORKER_LOCAL = ("device", "gpu_deployment")
+WORKER_LOCAL = ("device", "gpu_deployment", "threads")
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:

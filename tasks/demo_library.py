@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,26 +39,31 @@ def _scene(seed: int, duration: float, n: int | None, size: int) -> fw.Scene:
     return fw.make_scene(seed, duration, n, size)
 
 
-def _write(path: Path, scenes: list[fw.Scene], size: int, original: np.ndarray | None) -> None:
+def _write(path: Path, scenes: Iterable[fw.Scene], size: int, original: np.ndarray | None) -> None:
+    """Encode ``scenes`` (consumed one at a time, so only one scene's frames live in memory)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    args = [ffmpeg_path(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+    # No -nostdin: stdin carries the raw RGB frames.
+    args = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}", "-r", str(fw.FPS),
             "-i", "pipe:0"]
     wav = None
     if original is not None:
-        wav = Path(tempfile.mkstemp(suffix=".wav")[1])
+        fd, name = tempfile.mkstemp(suffix=".wav")
+        os.close(fd)
+        wav = Path(name)
         sf.write(wav, original, fw.SAMPLE_RATE)
         args += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
     args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
              "-g", "50", str(tmp)]
-    args[args.index("-y")] = "-y"
-    args = [a for a in args if a != "-nostdin"]  # stdin carries the frames
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for sc in scenes:
-            for frame in sc.frames:
-                proc.stdin.write(np.ascontiguousarray(frame).tobytes())  # type: ignore[union-attr]
-        proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            for sc in scenes:
+                for frame in sc.frames:
+                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # ffmpeg died early: its stderr below says why
         err = proc.stderr.read().decode("utf-8", "replace")  # type: ignore[union-attr]
         if proc.wait() != 0:
             raise FFmpegError(err.strip().splitlines()[-1] if err.strip() else "ffmpeg failed",
@@ -81,24 +87,34 @@ def build_demo_library(out_dir: Path, seed: int = 0, size: int = 128) -> list[Pa
     paths = []
     for i, (name, durs, counts, partial) in enumerate(ASSETS):
         base = DEMO_SEED_BASE + 100 * i + 10 * seed
-        scenes = [_scene(base + j, d, n, size) for j, (d, n) in enumerate(zip(durs, counts))]
+        specs = [(base + j, d, n) for j, (d, n) in enumerate(zip(durs, counts))]
+        # First pass for the ground truth only (scenes are cheap; frames are dropped at once),
+        # so the long asset is never held in memory as a whole.
+        classes, original = [], None
+        for j, (sd, d, n) in enumerate(specs):
+            sc = _scene(sd, d, n, size)
+            classes.append([s.cls for s in sc.sources])
+            if partial and j == 0:
+                rest = np.zeros(int(round(sum(durs[1:]) * fw.SAMPLE_RATE)), np.float32)
+                original = np.concatenate([sc.mixture, rest])
+            del sc
         cuts = list(np.cumsum(durs)[:-1].round(6))
-        entry = {"seeds": [sc.seed for sc in scenes], "cuts": [float(c) for c in cuts],
-                 "classes": [[s.cls for s in sc.sources] for sc in scenes],
+        entry = {"seeds": [sd for sd, _, _ in specs], "cuts": [float(c) for c in cuts],
+                 "classes": classes, "duration": float(sum(durs)),
                  "original_audio": "first scene" if partial else None, "size": size}
+        if partial:
+            entry["classes_in_original"] = classes[0]
         path = out_dir / name
         manifest[name] = entry
         paths.append(path)
-        if path.exists() and old.get(name) == entry:
-            continue
-        original = None
-        if partial:
-            first = scenes[0].mixture
-            rest = np.zeros(int(round(sum(durs[1:]) * fw.SAMPLE_RATE)), np.float32)
-            original = np.concatenate([first, rest])
-            entry["classes_in_original"] = [s.cls for s in scenes[0].sources]
-            manifest[name] = entry
-        _write(path, scenes, size, original)
+        if path.exists() and path.stat().st_size > 0 and old.get(name) == entry:
+            continue  # already written with the same content
+
+        def stream(specs: list[tuple[int, float, int | None]] = specs) -> Iterator[fw.Scene]:
+            for sd, d, n in specs:
+                yield _scene(sd, d, n, size)
+
+        _write(path, stream(), size, original)
     tmp = manifest_path.with_name(".library.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, manifest_path)

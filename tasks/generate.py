@@ -43,14 +43,19 @@ class LoadedBundle:
 
 
 @functools.lru_cache(maxsize=2)
-def load_bundle(bundle_dir: str, device: str) -> LoadedBundle:
+def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
     """The pipeline of a local bundle directory, cached per (dir, device) in this process."""
     import torch
+    from diffusers.utils import logging as dlogging
 
     from models.bundle import bundle_identity
     from models.pipeline import StepByStepV2APipeline
 
+    if device == "cpu":
+        torch.set_num_threads(max(1, int(threads)))
+    dlogging.disable_progress_bar()
     pipe = StepByStepV2APipeline.from_pretrained(bundle_dir)
+    pipe.set_progress_bar_config(disable=True)
     pipe.to(torch.device(device))
     ident = bundle_identity(bundle_dir)
     return LoadedBundle(pipe=pipe, bundle_id=ident["bundle_id"],
@@ -121,7 +126,7 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
     from sql.session import session_scope
     from tasks.runs import engine_for
 
-    bundle = load_bundle(str(settings.bundle), settings.device)
+    bundle = load_bundle(str(settings.bundle), settings.device, settings.threads)
     engine = engine_for(settings)
     duration = float(job["end_s"]) - float(job["start_s"])
     n = int(round(duration * bundle.sample_rate))

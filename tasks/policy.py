@@ -40,3 +40,22 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException as exc:  # the state's exception is re-raised by result()
         return is_transient(exc)
     return False
+
+
+class _ThreadTimeoutNotice:
+    """Drop Prefect's per-task notice that timeouts in worker threads only fire after blocking
+    I/O returns: stepfoley's stage work is subprocess/torch bound and the notice repeats for
+    every task of every asset, drowning real warnings."""
+
+    def filter(self, record: Any) -> bool:
+        return "running in a worker thread" not in record.getMessage()
+
+
+def quiet_thread_timeout_notice() -> None:
+    import logging
+
+    for name in ("prefect.task_runs", "prefect"):
+        logging.getLogger(name).addFilter(_ThreadTimeoutNotice())
+
+
+quiet_thread_timeout_notice()

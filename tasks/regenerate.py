@@ -68,7 +68,7 @@ def regenerate(asset_ref: str, scene_index: int, order: int, settings: Settings,
 def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[str, Any],
                        tracks: dict[int, dict[str, Any]], settings: Settings, prompt: str | None,
                        seed: int | None, beta: float | None) -> dict[str, Any]:
-    bundle = load_bundle(str(settings.bundle), settings.device)
+    bundle = load_bundle(str(settings.bundle), settings.device, settings.threads)
     job = {"asset_sha256": asset["sha256"], "path": asset["uri"], "scene_id": window["id"],
            "scene_index": window["index"], "window_index": window["window_index"],
            "start_s": window["start_s"], "end_s": window["end_s"]}

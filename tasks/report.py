@@ -18,10 +18,11 @@ def run_rows(run_id: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per asset touched by the run: status, windows, tracks, wall time, error."""
     from sql.repository import run_asset_rows
     from sql.session import session_scope
-    from tasks.stages import engine_for
+    from tasks.runs import engine_for
 
     with session_scope(engine_for(settings)) as session:
-        return [dict(r) for r in run_asset_rows(session, run_id)]
+        rows = [dict(r) for r in run_asset_rows(session, run_id)]
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
