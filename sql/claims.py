@@ -31,6 +31,15 @@ def claim_asset(session: Session, asset_id: int, owner: str, ttl_s: float) -> bo
     return res.rowcount == 1
 
 
+def steal_claim(session: Session, asset_id: int, holder: str, owner: str, ttl_s: float) -> bool:
+    """Take over a lease from ``holder`` (known dead); fails if anyone else got there first."""
+    res = session.execute(
+        update(Asset).where(Asset.id == asset_id, Asset.claimed_by == holder, Asset.status != "done")
+        .values(claimed_by=owner, claim_expires_at=utcnow() + timedelta(seconds=ttl_s))
+        .execution_options(synchronize_session=False))
+    return res.rowcount == 1
+
+
 def renew_claim(session: Session, asset_id: int, owner: str, ttl_s: float) -> bool:
     res = session.execute(
         update(Asset).where(Asset.id == asset_id, Asset.claimed_by == owner)

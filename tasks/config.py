@@ -44,7 +44,7 @@ class Settings:
     # threads on a busy 2-core box measured ~30× slower on the tiny network).
     threads: int = 1
     concurrency: int = 1
-    claim_ttl_s: float = 3600.0
+    claim_ttl_s: float = 300.0
     prompts_csv: Path | None = None
     prompts_mode: str = "extend"
     gpu_deployment: str | None = None

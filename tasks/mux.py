@@ -108,7 +108,9 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
                  f"-disposition:a:{i}", "default" if i == 0 else "0"]
     if container != "mkv":
         args += ["-movflags", "+faststart"]
-    args += [str(tmp)]
+    # Same inputs → same bytes: no random segment UID, creation time or encoder banner, so a
+    # resumed run's output hashes equal an uninterrupted run's.
+    args += ["-fflags", "+bitexact", "-flags:a", "+bitexact", str(tmp)]
     try:
         run_ffmpeg(args)
         streams = _verify(src, tmp, 1 + len(titles), duration_s, fps)

@@ -96,10 +96,33 @@ def claim_owner(run_id: int) -> str:
 
 
 def claim(asset_id: int, owner: str, settings: Mapping[str, Any]) -> bool:
-    from sql.claims import claim_asset
+    """Take the asset's lease; a lease held by a dead process on this host is taken over at once
+    (a `kill -9`ed run must not block its own rerun for a whole TTL)."""
+    from sql.claims import claim_asset, steal_claim
+    from sql.repository import get_asset
 
+    ttl = float(settings.get("claim_ttl_s", 300))
     with session(settings) as s:
-        return claim_asset(s, asset_id, owner, float(settings.get("claim_ttl_s", 3600)))
+        if claim_asset(s, asset_id, owner, ttl):
+            return True
+        holder = (get_asset(s, asset_id) or {}).get("claimed_by")
+        if holder and _dead_local_owner(holder):
+            return steal_claim(s, asset_id, holder, owner, ttl)
+    return False
+
+
+def _dead_local_owner(holder: str) -> bool:
+    """Owners are "host:pid:run…"; on this host a missing pid means the owner died."""
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def release(asset_id: int, owner: str, settings: Mapping[str, Any]) -> None:
@@ -114,7 +137,7 @@ def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> I
     """Renew the lease at a third of its TTL until the block ends."""
     from sql.claims import renew_claim
 
-    ttl = float(settings.get("claim_ttl_s", 3600))
+    ttl = float(settings.get("claim_ttl_s", 300))
     stop = threading.Event()
 
     def beat() -> None:

@@ -1,0 +1,60 @@
+"""Fixtures for flow tests: a tiny bundle (real components, random weights), a small
+FoleyWorld library written with ffmpeg, and a runner for the real `stepfoley` CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle with the shipped layout and random weights: fast, deterministic."""
+    import torch
+
+    from models.codec import MelCodec
+    from models.controlnet import AudioControlNet
+    from models.features import TextEncoder, VideoFeatures, build_tokenizer
+    from models.mmaudio import MMAudio
+    from models.pipeline import StepByStepV2APipeline
+    from tests.models.helpers import randomize
+
+    torch.manual_seed(0)
+    net = randomize(MMAudio.from_preset("tiny"), 1, gain=0.7)
+    cn = randomize(AudioControlNet.from_transformer(net), 2, gain=0.7)
+    tok = build_tokenizer(["a dog barks", "rain falls", "footsteps", "wind", "a bell rings"],
+                          max_length=16)
+    pipe = StepByStepV2APipeline(transformer=net, controlnet=cn, codec=MelCodec(griffin_lim_iters=4),
+                                 video_features=VideoFeatures(), text_encoder=TextEncoder(),
+                                 tokenizer=tok)
+    out = tmp_path_factory.mktemp("bundle") / "tiny-random"
+    pipe.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tasks.demo_library import build_demo_library
+
+    out = tmp_path_factory.mktemp("demo")
+    build_demo_library(out)
+    return out
+
+
+def make_library(src: Path, dst: Path, names: list[str], prompts: dict[str, list[str]]) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        shutil.copy(src / n, dst / n)
+        (dst / f"{n}.prompts.txt").write_text("\n".join(prompts.get(n, ["a dog barks", "rain falls"])) + "\n")
+    return dst
+
+
+def stepfoley(args: list[str], env: dict[str, str] | None = None, timeout: float = 600,
+              **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout, **kw)
