@@ -443,3 +443,212 @@ def base_conditions(
     clip_f = video_features.clip_proj(torch.stack(clip))
     text_f = text_features(text_encoder, tokenizer, pick.caption)
     return torch.stack(x1), clip_f, torch.stack(sync), text_f
+
+
+def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_features: VideoFeatures,
+               size: int = 64, quiet: bool = True) -> SceneBank:
+    """Render FoleyWorld scenes once into training tensors (see :class:`SceneBank`)."""
+    from models import foleyworld as fw
+
+    bank = SceneBank(duration=duration)
+    n8 = int(duration * 8 + 1e-6)
+    clip_idx = np.minimum(np.floor((np.arange(n8) + 0.5) * fw.FPS / 8).astype(int), int(duration * fw.FPS) - 1)
+    for s in seeds:
+        sc = fw.make_scene(int(s), duration, None, size)
+        frames = torch.from_numpy(sc.frames)
+        with torch.no_grad():
+            bank.clip.append(video_features.clip_grid_features(frames[clip_idx], duration)[0].to(torch.bfloat16))
+            bank.sync.append(video_features.encode_sync(frames, duration)[0].to(torch.bfloat16))
+            waves = torch.from_numpy(np.stack([src.audio for src in sc.sources] + [sc.mixture]))
+            lat = codec.encode(waves)
+        bank.src_lat.append(lat[:-1].to(torch.bfloat16))
+        bank.mix_lat.append(lat[-1].to(torch.bfloat16))
+        bank.classes.append([src.cls for src in sc.sources])
+        bank.captions.append([list(fw.CAPTIONS[src.cls]) for src in sc.sources])
+        bank.seeds.append(int(s))
+    return bank
+
+
+def fit_codec(seeds: Sequence[int], duration: float = 8.0) -> MelCodec:
+    """The bundle's codec with its per-bin normalisation fitted on FoleyWorld soundtracks."""
+    from models import foleyworld as fw
+
+    codec = MelCodec()
+    waves = []
+    for s in seeds:
+        sc = fw.make_scene(int(s), duration, None, 64)
+        waves += [torch.from_numpy(src.audio) for src in sc.sources]
+    codec.fit_normalization(waves)
+    return codec
+
+
+def caption_vocabulary() -> list[str]:
+    from models import foleyworld as fw
+
+    return [c for caps in fw.CAPTIONS.values() for c in caps] + list(fw.CLASSES)
+
+
+def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000, batch: int = 8,
+               scenes: int = 600, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
+    from models import foleyworld as fw
+    from models.mmaudio import MMAudio
+
+    set_determinism(seed, threads)
+    run_dir = Path(out) / "_runs" / "base"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seeds = list(fw.SPLITS["train"])[: scenes]
+    codec = fit_codec(seeds[:60])
+    video_features = VideoFeatures(seed=seed)
+    text_encoder = TextEncoder()
+    tokenizer = build_tokenizer(caption_vocabulary(), max_length=16)
+    net = MMAudio.from_preset("tiny")
+    net.empty_string_feat.requires_grad_(True)  # our null text is learned, not an encoder output
+    bank = build_bank(seeds, 8.0, codec, video_features)
+    cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=100, minutes_cap=minutes,
+                    seed=seed, threads=threads, ckpt_every=100)
+    trainer = Trainer(cfg, run_dir, {"transformer": net, "clip_proj": video_features.clip_proj,
+                                     "text_encoder": text_encoder})
+
+    def loss_fn(gen: torch.Generator, step: int) -> torch.Tensor:
+        pick = pick_base_batch(bank, gen, batch, 8.0)
+        x1, clip_f, sync_f, text_f = base_conditions(bank, pick, 8.0, codec.latent_rate, video_features,
+                                                     text_encoder, tokenizer)
+        drop_t = torch.rand(batch, generator=gen) < cfg.null_text_p
+        drop_v = torch.rand(batch, generator=gen) < cfg.null_video_p
+        text_f = null_fill(text_f, drop_t, net.empty_string_feat[None])
+        clip_f = null_fill(clip_f, drop_v, net.empty_clip_feat[None])
+        sync_f = null_fill(sync_f, drop_v, net.empty_sync_feat[None])
+        return flow_matching_loss(lambda xt, t: net(xt, clip_f, sync_f, text_f, t), x1, gen)
+
+    summary = trainer.run(loss_fn, quiet=quiet)
+    trainer.load_ema_into_modules()
+    net.empty_string_feat.requires_grad_(False)
+    for name, module in (("transformer", net), ("codec", codec), ("video_features", video_features),
+                         ("text_encoder", text_encoder)):
+        module.save_pretrained(Path(out) / name)
+    tokenizer.save_pretrained(Path(out) / "tokenizer")
+    return summary
+
+
+def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 600, batch: int = 8,
+                   scenes: int = 400, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
+    """u_ψ as the paper: base frozen; target = one 4 s half of a scene's soundtrack, condition =
+    the other half (same scene, never overlapping), video of the target half, text null."""
+    from models import foleyworld as fw
+    from models.controlnet import AudioControlNet
+    from models.mmaudio import MMAudio
+
+    set_determinism(seed, threads)
+    out = Path(out)
+    net = MMAudio.from_pretrained(out / "transformer").eval().requires_grad_(False)
+    codec = MelCodec.from_pretrained(out / "codec")
+    video_features = VideoFeatures.from_pretrained(out / "video_features").requires_grad_(False)
+    cn = AudioControlNet.from_transformer(net, init_from_backbone=True)
+    seeds = list(fw.SPLITS["train"])[100_000: 100_000 + scenes]
+    bank = build_bank(seeds, 8.0, codec, video_features)
+    cfg = RunConfig("guidance", steps, batch, 2e-4, window=4.0, warmup=50, minutes_cap=minutes,
+                    seed=seed, threads=threads, ckpt_every=100)
+    trainer = Trainer(cfg, out / "_runs" / "guidance", {"controlnet": cn})
+    half = int(math.ceil(4.0 * codec.latent_rate - 1e-6))
+
+    def loss_fn(gen: torch.Generator, step: int) -> torch.Tensor:
+        x1, cond, clip, sync = [], [], [], []
+        for _ in range(batch):
+            s = int(torch.randint(len(bank), (1,), generator=gen))
+            first = bool(torch.randint(2, (1,), generator=gen))
+            tgt_off, cond_off = (0, 32) if first else (32, 0)
+            crop = crop_window(bank, s, tgt_off, 4.0, codec.latent_rate)
+            x1.append(bank.mix_lat[s][crop["lat"]].float())
+            ccrop = crop_window(bank, s, cond_off, 4.0, codec.latent_rate)
+            cond.append(bank.mix_lat[s][ccrop["lat"]].float()[:half])
+            clip.append(crop["clip"].float())
+            sync.append(crop["sync"].float())
+        x1_t, cond_t = torch.stack(x1), torch.stack(cond)
+        with torch.no_grad():
+            clip_f = video_features.clip_proj(torch.stack(clip))
+        sync_f = torch.stack(sync)
+        drop_v = torch.rand(batch, generator=gen) < cfg.null_video_p
+        clip_f = null_fill(clip_f, drop_v, net.empty_clip_feat[None])
+        sync_f = null_fill(sync_f, drop_v, net.empty_sync_feat[None])
+        text_f = net.empty_string_feat[None].expand(batch, -1, -1)
+        conditions = net.preprocess_conditions(clip_f, sync_f, text_f)
+        return flow_matching_loss(lambda xt, t: cn.predict_flow(net, xt, t, conditions, cond_t), x1_t, gen)
+
+    summary = trainer.run(loss_fn, quiet=quiet)
+    trainer.load_ema_into_modules()
+    cn.save_pretrained(out / "controlnet")
+    return summary
+
+
+def assemble_bundle(out: Path) -> Path:
+    """Write model_index.json for the StepByStepV2APipeline layout from the trained parts."""
+    from models.codec import MelCodec as _C  # noqa: F401  (registered for from_pretrained)
+    from models.controlnet import AudioControlNet
+    from models.mmaudio import MMAudio
+    from models.pipeline import StepByStepV2APipeline
+    from transformers import PreTrainedTokenizerFast
+
+    out = Path(out)
+    pipe = StepByStepV2APipeline(
+        transformer=MMAudio.from_pretrained(out / "transformer"),
+        controlnet=AudioControlNet.from_pretrained(out / "controlnet"),
+        codec=MelCodec.from_pretrained(out / "codec"),
+        video_features=VideoFeatures.from_pretrained(out / "video_features"),
+        text_encoder=TextEncoder.from_pretrained(out / "text_encoder"),
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(out / "tokenizer"))
+    pipe.save_pretrained(out)
+    return out
+
+
+def to_half(out: Path) -> None:
+    """Store the large weight files in bfloat16 (loads back as float32 via torch_dtype)."""
+    from safetensors.torch import load_file, save_file
+
+    for f in Path(out).glob("*/diffusion_pytorch_model.safetensors"):
+        sd = load_file(f)
+        save_file({k: (v.to(torch.bfloat16) if v.is_floating_point() and v.numel() > 4096 else v)
+                   for k, v in sd.items()}, f)
+
+
+def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 1,
+                    steps: int | None = None, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
+    """`stepfoley train COMPONENT`: one part of the bundle (or `all`), resumable."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    results: dict[str, Any] = {}
+    t0 = time.time()
+    if component in ("base", "all"):
+        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 2000,
+                                     minutes=(minutes * 0.45 if minutes and component == "all" else minutes),
+                                     quiet=quiet)
+    if component in ("guidance", "all"):
+        results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or 600,
+                                             minutes=(minutes * 0.2 if minutes and component == "all" else minutes),
+                                             quiet=quiet)
+    if component in ("base", "guidance", "all") and (out / "controlnet").is_dir() and (out / "transformer").is_dir():
+        assemble_bundle(out)
+    if component in ("captioner", "all"):
+        from models.captioner import train_captioner
+
+        results["captioner"] = train_captioner(out / "captioner", **_kw(steps, seed, threads, component))
+    if component in ("scorer", "all"):
+        from models.scorer import train_scorer
+
+        results["scorer"] = train_scorer(out / "scorer", **_kw(steps, seed, threads, component))
+    if component in ("evaluator", "all"):
+        from models.evaluator import train_evaluator
+
+        results["evaluator"] = train_evaluator(out / "evaluator", **_kw(steps, seed, threads, component))
+    results["wall_s"] = round(time.time() - t0, 1)
+    (out / "_runs").mkdir(exist_ok=True)
+    (out / "_runs" / f"train_{component}.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _kw(steps: int | None, seed: int, threads: int, component: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {"seed": seed, "threads": threads}
+    if steps is not None and component != "all":
+        kw["steps"] = steps
+    return kw
