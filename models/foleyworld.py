@@ -332,9 +332,20 @@ def _draw(frames: np.ndarray, cls: str, box: tuple[int, int, int, int], onsets: 
             fist = (yy - cy) ** 2 + (xx - fx) ** 2 < (r * 0.09) ** 2
             mask = door | fist
         elif cls == "bell":
-            period = np.diff(onsets).mean() if len(onsets) > 1 else 1.3
-            tt = i / FPS - (onsets[0] if onsets else 0.0)
-            swing = np.cos(np.pi * tt / period)  # ±1 at strikes
+            # Swing phase k·π exactly at strike k (piecewise linear between the jittered
+            # strikes, mean period outside them), so the bell is at a swing extreme (±1) at
+            # every strike, alternating sides.
+            period = float(np.diff(onsets).mean()) if len(onsets) > 1 else 1.3
+            tt = i / FPS
+            if not onsets:
+                k_phase = tt / period
+            elif tt < onsets[0]:
+                k_phase = (tt - onsets[0]) / period
+            elif tt > onsets[-1]:
+                k_phase = len(onsets) - 1 + (tt - onsets[-1]) / period
+            else:
+                k_phase = float(np.interp(tt, onsets, np.arange(len(onsets))))
+            swing = np.cos(np.pi * k_phase)  # ±1 at strikes
             bx = cx + swing * r * 0.2
             mask = ((yy - cy) ** 2 / (r * 0.25) ** 2 + (xx - bx) ** 2 / (r * 0.18) ** 2 < 1) & (yy > cy - r * 0.2)
         elif cls == "clock":
