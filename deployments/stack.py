@@ -83,10 +83,16 @@ def as_postgres(cmd: list[str]) -> list[str]:
 
 
 def start_postgres(state: Path) -> tuple[str, int]:
-    data, sock = state / "pg" / "data", state / "pg" / "sock"
+    # The server runs as `postgres`, which must be able to reach its directories: keep the
+    # cluster in its own world-traversable temp dir rather than under a private state dir.
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="stepfoley-stack-pg-"))
+    os.chmod(root, 0o755)
+    data, sock = root / "data", root / "sock"
     sock.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        shutil.chown(state / "pg", "postgres", "postgres")
+        shutil.chown(root, "postgres", "postgres")
         shutil.chown(sock, "postgres", "postgres")
     port = free_port()
     if not data.exists():
@@ -94,7 +100,7 @@ def start_postgres(state: Path) -> tuple[str, int]:
                                     "--auth=trust", "-E", "UTF8"]), check=True,
                        capture_output=True)
     subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-w", "-l",
-                                str(state / "pg" / "log"), "-o",
+                                str(root / "log"), "-o",
                                 f"-h 127.0.0.1 -p {port} -k {sock}", "start"]), check=True,
                    capture_output=True)
     for db in ("prefect", "stepfoley"):
@@ -195,6 +201,7 @@ def down(args: argparse.Namespace) -> None:
     if pids.get("postgres"):
         subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", pids["postgres"], "-m", "fast",
                                     "-w", "stop"]), capture_output=True)
+        shutil.rmtree(Path(pids["postgres"]).parent, ignore_errors=True)
     pid_file.unlink()
     print("stack stopped")
 

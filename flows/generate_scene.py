@@ -30,4 +30,5 @@ def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[d
     if not run.state or not run.state.is_completed():
         raise RuntimeError(f"GPU run {run.id} for window {job['scene_index']}.{job['window_index']} "
                            f"ended {run.state.name if run.state else 'without a state'}")
-    return run.state.result(raise_on_failure=True)
+    # The database, not Prefect's result storage, carries the tracks across machines.
+    return stages.window_tracks(job["scene_id"], settings)

@@ -255,6 +255,13 @@ def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     return rows[0] if rows else {"asset_id": asset_id, "status": "unknown"}
 
 
+def window_tracks(scene_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from sql.repository import current_tracks
+
+    with session(settings) as db:
+        return current_tracks(db, scene_id)
+
+
 # ---------------------------------------------------------------- progress for the CLI
 def run_progress(run_id: int, settings: Mapping[str, Any]) -> dict[str, tuple[int, int | None]]:
     from sql.repository import run_progress as _progress
