@@ -92,6 +92,7 @@ class MelCodec(ModelMixin, ConfigMixin):
         griffin_lim_oversample: int = 4,
         nnls_iters: int = 8,
         phase_seed: int = 0,
+        latent_max: float | None = 1.6,
     ) -> None:
         super().__init__()
         if n_fft % hop_length or hop_length % griffin_lim_oversample:
@@ -191,6 +192,11 @@ class MelCodec(ModelMixin, ConfigMixin):
         if latent.dim() == 2:
             latent = latent[None]
         latent = latent.to(torch.float32)
+        # Guidance extrapolates (α = 4.5 is far outside the data's convex hull) and an
+        # exponential decoder turns a latent 1σ above the loudest training frame into ~50×
+        # the amplitude; clip to the data's range first (like Imagen's static thresholding).
+        if self.config.latent_max is not None:
+            latent = latent.clamp(max=float(self.config.latent_max))
         b, t, _ = latent.shape
         mel = torch.exp(latent * self.sigma + self.mu)
         # Values at the floor are silence; zero them so the floor's tiny energy is not resynthesised.
