@@ -38,6 +38,10 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
         import torch
 
         torch.set_num_threads(max(1, settings.threads))
+    from transformers.utils import logging as tlogging
+
+    tlogging.disable_progress_bar()
+    tlogging.set_verbosity_error()
     rows = list(_csv_rows(str(settings.prompts_csv))) if settings.prompts_csv else []
     rows += read_sidecar(fs_path)
     bundle = Path(settings.bundle)

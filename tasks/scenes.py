@@ -59,6 +59,8 @@ def detect_cuts(path: Path, threshold: float = 3.0) -> tuple[list[float], float,
     """Cut times (s), the video's duration (s) and frame rate, by PySceneDetect."""
     from scenedetect import AdaptiveDetector, SceneManager, open_video
 
+    logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
+
     try:
         video = open_video(str(path), backend="pyav")
     except Exception as exc:  # the backend raises its own error types for unreadable input
