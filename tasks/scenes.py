@@ -71,7 +71,7 @@ def detect_cuts(path: Path, threshold: float = 3.0) -> tuple[list[float], float,
     manager.add_detector(AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=6))
     manager.detect_scenes(video=video, show_progress=False)
     fps = float(video.frame_rate)
-    cuts = [float(c.seconds) for c in manager.get_cut_list()]
+    cuts = [float(scene[0].seconds) for scene in manager.get_scene_list()[1:]]
     duration = float(video.duration.seconds) if video.duration else 0.0
     pos = float(video.position.seconds) + 1.0 / fps if fps else 0.0
     return cuts, max(duration, pos), fps
