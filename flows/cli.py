@@ -124,6 +124,3 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     return rv if isinstance(rv, int) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -52,7 +52,7 @@ class IngestResult:
         return self.probe.to_json()
 
 
-def _looks_like_video(path: Path) -> bool:
+def looks_like_video(path: Path) -> bool:
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return True
     try:
@@ -120,7 +120,7 @@ def discover(library: Path) -> Iterator[DiscoveredFile | MediaError]:
             if not os.access(p, os.R_OK):
                 yield MediaError(f"{display(p)}: permission denied", path=str(p), stage="discover")
                 continue
-            if _looks_like_video(p):
+            if looks_like_video(p):
                 yield DiscoveredFile(p, st_e.st_size)
         stack.extend(reversed(subdirs))
 

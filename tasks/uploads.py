@@ -13,14 +13,16 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from tasks.ingest import looks_like_video
+
 
 def _snapshot(inbox: Path) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for root, dirs, files in os.walk(inbox, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            if name.startswith("."):
-                continue  # temp files of uploaders and of our own atomic writes
+            if name.startswith(".") or name.endswith(".prompts.txt"):
+                continue  # temp files of uploaders and our own atomic writes; prompt sidecars
             p = Path(root) / name
             try:
                 st = p.stat()
@@ -47,7 +49,7 @@ def stable_files(inbox: Path, state_file: Path, stable_scans: int = 2,
         prev = state.get(path)
         count = int(prev["count"]) + 1 if prev and prev.get("facts") == facts else 1
         new_state[path] = {"facts": facts, "count": count}
-        if count >= stable_scans and path not in known and facts[0] > 0:
+        if count >= stable_scans and path not in known and facts[0] > 0 and looks_like_video(Path(path)):
             ready.append(path)
     state_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = state_file.with_name(f".{state_file.name}.{os.getpid()}.tmp")

@@ -56,5 +56,5 @@ def make_library(src: Path, dst: Path, names: list[str], prompts: dict[str, list
 
 def stepfoley(args: list[str], env: dict[str, str] | None = None, timeout: float = 600,
               **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout, **kw)

@@ -12,7 +12,7 @@ import pytest
 
 from flows.cli import cli, main
 
-STEPFOLEY = [sys.executable, "-m", "flows.cli"]
+STEPFOLEY = [sys.executable, "-m", "flows"]
 
 
 def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -107,7 +107,7 @@ def test_crash_resume_matches_uninterrupted_run(tmp_path: Path, tiny_bundle: Pat
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     assert _run(clean, tiny_bundle, lib).returncode == 0
     url = f"sqlite:///{crashed / 'stepfoley.db'}"
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "--data-dir", str(crashed), "run",
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "--data-dir", str(crashed), "run",
                              str(lib), "--bundle", str(tiny_bundle), "--steps", "3", "--tracks", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -140,7 +140,7 @@ def test_two_concurrent_backfills_process_each_asset_once(backend: str, request,
     lib = make_library(demo_footage, tmp_path / "lib", NAMES + ["night-rain.mp4"], PROMPTS)
     data = tmp_path / "data"
     assert stepfoley([*_args(data, tiny_bundle, db), "db", "upgrade"]).returncode == 0
-    cmd = [sys.executable, "-m", "flows.cli", *_args(data, tiny_bundle, db), "run", str(lib),
+    cmd = [sys.executable, "-m", "flows", *_args(data, tiny_bundle, db), "run", str(lib),
            "--bundle", str(tiny_bundle), "--steps", "3", "--tracks", "2"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

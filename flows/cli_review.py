@@ -1,0 +1,51 @@
+"""Review-loop commands: `stepfoley dashboard` and `stepfoley regenerate`."""
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    """Add the review commands to the top-level CLI (picked up by flows.cli)."""
+
+    @cli.command()
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Bind address (loopback by default: the dashboard has no user accounts).")
+    @click.option("--port", default=8765, show_default=True, type=int)
+    @click.option("--db", "db_url", metavar="URL", help="Database URL (overrides --db of the group).")
+    @click.pass_context
+    def dashboard(ctx: click.Context, host: str, port: int, db_url: str | None) -> None:
+        """Serve the dashboard; write actions only with STEPFOLEY_DASHBOARD_TOKEN set."""
+        import uvicorn
+
+        from flows.dashboard.app import create_app
+
+        from flows.cli import _settings  # lazy: flows.cli imports this module while loading
+
+        s = _settings(ctx, database_url=db_url)
+        token = os.environ.get("STEPFOLEY_DASHBOARD_TOKEN") or None
+        app = create_app(s.db_url, s.data_dir, token)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+    @cli.command()
+    @click.argument("asset")
+    @click.argument("scene", type=int)
+    @click.argument("track", type=int)
+    @click.option("--prompt", help="New prompt text for this track.")
+    @click.option("--seed", type=int, help="Seed (default: a new derived seed).")
+    @click.option("--beta", type=float, help="NAG strength β.")
+    @click.option("--delete", is_flag=True, help="Remove the track from the mix (kept in history).")
+    @click.pass_context
+    def regenerate(ctx: click.Context, asset: str, scene: int, track: int, prompt: str | None,
+                   seed: int | None, beta: float | None, delete: bool) -> None:
+        """Regenerate (or delete) one track of one scene, then re-mix and re-mux the asset."""
+        from flows.regenerate import regenerate_track
+
+        from flows.cli import _settings
+
+        s = _settings(ctx)
+        result = regenerate_track(asset, scene, track, prompt=prompt, seed=seed, beta=beta,
+                                  delete=delete, settings=s.to_json())
+        click.echo(json.dumps(result, default=str, indent=2))

@@ -1,0 +1,1 @@
+"""Operations dashboard: a small read-mostly FastAPI app over the provenance database."""
