@@ -165,6 +165,11 @@ class StepByStepV2APipeline(DiffusionPipeline):
         out = np.zeros(num_samples, dtype=np.float32)
         w = wave[0].detach().cpu().numpy().astype(np.float32)
         out[: min(num_samples, len(w))] = w[:num_samples]
+        # A track is a stem to be mixed: keep it inside full scale (one gain for the whole
+        # track, so its dynamics are untouched) instead of letting the file writer clip it.
+        peak = float(np.abs(out).max()) if out.size else 0.0
+        if peak > 0.99:
+            out *= 0.99 / peak
         return out
 
     # ------------------------------------------------------------------ sampling on features

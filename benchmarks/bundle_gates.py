@@ -1,0 +1,65 @@
+"""Quick quality gates of a bundle on held-out FoleyWorld scenes (issue 9 §3), judged by the
+bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
+
+1. single prompt: the prompted class is the evaluator's top-1 (chance 1/11);
+2. two sources, step by step: leakage = evaluator score of track 1's class in track 2,
+   NAG (α 4.5, β 1.5, against track 1) vs independent CFG; 95 % bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+from models import foleyworld as fw
+from models.bundle import load_bundle
+from models.evaluator import load_evaluator
+
+
+def boot(x: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
+    rng = np.random.default_rng(seed)
+    means = [x[rng.integers(0, len(x), len(x))].mean() for _ in range(n)]
+    return [float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main(bundle: str, n: int = 22) -> dict:
+    torch.set_num_threads(1)
+    pipe = load_bundle(bundle)
+    pipe.set_progress_bar_config(disable=True)
+    ev = load_evaluator(f"{bundle}/evaluator")
+    idx8 = np.minimum(np.floor((np.arange(64) + 0.5) * 25 / 8).astype(int), 199)
+    base = fw.SPLITS["test"].start + 5000
+    hits, peaks, nan = [], [], 0
+    for i in range(n):
+        cls = fw.CLASSES[i % len(fw.CLASSES)]
+        sc = fw.make_scene(base + i, 8.0, 1, 64, classes=[cls])
+        out = pipe.generate_track({"clip": sc.frames[idx8], "sync": sc.frames}, 8.0,
+                                  sc.sources[0].caption, seed=i)
+        nan += int(not np.isfinite(out.waveform).all())
+        peaks.append(float(np.abs(out.waveform).max()))
+        s = ev.class_scores(out.waveform, 16000)
+        hits.append(float(max(s, key=s.get) == cls))
+    leak = {"nag": [], "independent": []}
+    fid = {"nag": [], "independent": []}
+    for i in range(n):
+        sc = fw.make_scene(base + 1000 + i, 8.0, 2, 64)
+        a, b = sc.sources
+        video = {"clip": sc.frames[idx8], "sync": sc.frames}
+        t1 = pipe.generate_track(video, 8.0, a.caption, seed=i)
+        for mode in ("nag", "independent"):
+            t2 = pipe.generate_track(video, 8.0, b.caption, negative_audio=t1.waveform if mode == "nag" else None,
+                                     mode=mode, seed=1000 + i)
+            s = ev.class_scores(t2.waveform, 16000)
+            leak[mode].append(s[a.cls])
+            fid[mode].append(s[b.cls])
+    return {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
+            "max_peak": max(peaks),
+            "leakage": {m: boot(np.array(v)) for m, v in leak.items()},
+            "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 22), indent=2))
