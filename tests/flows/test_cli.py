@@ -94,3 +94,28 @@ def test_db_upgrade_postgres(postgres_url: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     proc = run(["--data-dir", str(tmp_path), "--db", postgres_url, "status", "--json"])
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+def test_convert_mmaudio_cli_roundtrip(tmp_path: Path) -> None:
+    """The official-layout fixture converts to a diffusers directory that reproduces `flow`."""
+    import torch
+    from safetensors.torch import load_file
+
+    from models.mmaudio import MMAudio
+
+    from tests.mmaudio_fixtures import mmaudio_fixtures
+
+    fx = mmaudio_fixtures()
+    out = tmp_path / "conv"
+    proc = run(["--data-dir", str(tmp_path / "d"), "convert-mmaudio", "--checkpoint",
+                str(fx / "mmaudio_tiny_v2.safetensors"), "--config", str(fx / "mmaudio_tiny_v2.json"),
+                "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    net = MMAudio.from_pretrained(out).eval()
+    io = load_file(fx / "mmaudio_tiny_v2_io.safetensors")
+    with torch.no_grad():
+        flow = net(io["latent"], io["clip_f"], io["sync_f"], io["text_f"], io["t"])
+    assert (flow - io["flow"]).abs().max() < 1e-4
+    bad = run(["--data-dir", str(tmp_path / "d"), "convert-mmaudio", "--checkpoint",
+               str(fx / "mmaudio_tiny_v2.safetensors"), "--config", "small_16k", "--out", str(tmp_path / "x")])
+    assert bad.returncode == 2 and "does not match" in bad.stderr

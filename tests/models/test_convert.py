@@ -14,7 +14,9 @@ from models.mmaudio import MMAudio
 
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
-FIX = Path("/work/shared/fixtures/mmaudio")
+from tests.mmaudio_fixtures import mmaudio_fixtures  # noqa: E402
+
+FIX = mmaudio_fixtures()
 pytestmark = pytest.mark.skipif(not FIX.is_dir(), reason="fixtures not present")
 
 

@@ -14,7 +14,9 @@ from models.nag import cfg_velocity, nag_velocity
 
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
-FIX = Path("/work/shared/fixtures/mmaudio")
+from tests.mmaudio_fixtures import mmaudio_fixtures  # noqa: E402
+
+FIX = mmaudio_fixtures()
 coef = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 seeds = st.integers(0, 2**31 - 1)
 
