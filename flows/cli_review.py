@@ -26,7 +26,7 @@ def register(cli: click.Group) -> None:
 
         s = _settings(ctx, database_url=db_url)
         token = os.environ.get("STEPFOLEY_DASHBOARD_TOKEN") or None
-        app = create_app(s.db_url, s.data_dir, token)
+        app = create_app(s.db_url, s.data_dir, token, settings=s.to_json())
         uvicorn.run(app, host=host, port=port, log_level="info")
 
     @cli.command()

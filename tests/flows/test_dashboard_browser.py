@@ -159,6 +159,17 @@ def test_dashboard_in_chromium(tmp_path: Path, tiny_bundle: Path, demo_footage: 
         page.wait_for("Array.from(document.querySelectorAll('audio, video'))"
                       ".every(m => m.readyState >= 1 && !m.error)", timeout=30)
         page.screenshot("dashboard-after-regenerate.png")
+
+        # The same action from the CLI: shot 1, track 2 gets a version 2 the page then lists.
+        sha = httpx.get(f"{base}/api/assets/{asset_id}").json()["sha256"]
+        cli = stepfoley(["--data-dir", str(data), "regenerate", sha[:12], "1", "2", "--seed", "9"],
+                        env={"STEPFOLEY_BUNDLE": str(tiny_bundle), "STEPFOLEY_STEPS": "3"})
+        assert cli.returncode == 0, cli.stderr[-3000:]
+        assert json.loads(cli.stdout)
+        d = httpx.get(f"{base}/api/assets/{asset_id}").json()
+        v2 = [t for w in d["windows"] if w["index"] == 1 for t in w["tracks"]
+              if t["order"] == 2 and t["version"] == 2]
+        assert v2 and all(t["status"] == "current" and t["seed"] == 9 for t in v2)
         page.ws.close()
     finally:
         for p in (browser, server):
