@@ -11,14 +11,17 @@ import pytest
 from models.audio_taggers import (SpeechTagger, YamnetTagger, classes_for_prompt, default_taggers,
                                   is_speech_prompt, to_mono_16k, yamnet_log_mel, yamnet_patches)
 
-SOUNDS = Path(__file__).resolve().parents[3] / "shared" / "sounds" / "esc10"
+# Real ESC-10 recordings the repo carries (16 kHz FLAC, attributed in models/foleyworld_sounds).
+SOUNDS = Path(__file__).resolve().parents[2] / "models" / "foleyworld_sounds"
+_FOLDER = {"rain": "rain", "dog_bark": "dog", "rooster": "rooster", "sea_waves": "waves",
+           "crackling_fire": "fire", "fire_crackling": "fire", "clock_tick": "clock",
+           "helicopter": "helicopter", "chainsaw": "chainsaw"}
 
 
 def _clip(cls: str, i: int = 0) -> tuple[np.ndarray, int]:
     sf = pytest.importorskip("soundfile")
-    files = sorted((SOUNDS / cls).glob("*.ogg"))
-    if not files:
-        pytest.skip(f"no ESC-10 {cls} clips at {SOUNDS}")
+    files = sorted((SOUNDS / _FOLDER.get(cls, cls)).glob("*.flac"))
+    assert files, f"no {cls} recordings in {SOUNDS}"
     a, sr = sf.read(files[i], dtype="float32")
     return a, sr
 

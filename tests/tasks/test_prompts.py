@@ -15,7 +15,7 @@ from tasks.prompts import (PromptsFileError, UserPrompt, drop_already_present, f
                            unknown_asset_warnings, user_prompts_for_scene)
 
 SHA = hashlib.sha256(b"clip").hexdigest()
-RAIN = Path(__file__).resolve().parents[3] / "shared" / "sounds" / "esc10" / "rain"
+RAIN = Path(__file__).resolve().parents[2] / "models" / "foleyworld_sounds" / "rain"  # real ESC-10 clips
 
 
 def _csv(tmp_path: Path, body: str) -> Path:
@@ -115,9 +115,8 @@ def test_merge_extend_and_replace() -> None:
 @pytest.fixture(scope="module")
 def rain() -> tuple[np.ndarray, int]:
     sf = pytest.importorskip("soundfile")
-    files = sorted(RAIN.glob("*.ogg"))
-    if not files:
-        pytest.skip("no ESC-10 rain clips")
+    files = sorted(RAIN.glob("*.flac"))
+    assert files, f"no rain recordings in {RAIN}"
     a, sr = sf.read(files[0], dtype="float32")
     return a, sr
 
