@@ -16,7 +16,6 @@ identical to an uninterrupted run. The model bundle is loaded once per worker pr
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import socket
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from tasks.config import Settings, settings_from_json
+from tasks.ingest import sha256_file
 from tasks.seeds import derive_seed
 
 
@@ -65,21 +65,13 @@ def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
                         max_duration_s=float(pipe.max_duration_s))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_audio_atomic(path: Path, wave: np.ndarray, sample_rate: int) -> str:
     """Write FLAC through a temp name in the same directory; return the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     sf.write(tmp, np.asarray(wave, dtype=np.float32), sample_rate, format="FLAC", subtype="PCM_24")
     os.replace(tmp, path)
-    return file_sha256(path)
+    return sha256_file(path)
 
 
 def stem_path(settings: Settings, job: dict[str, Any], order: int, version: int) -> Path:
@@ -89,7 +81,7 @@ def stem_path(settings: Settings, job: dict[str, Any], order: int, version: int)
 
 def read_stem(path: Path, expected_sha: str | None, n: int) -> np.ndarray | None:
     """A recorded stem's samples, or None when the file is gone or not what was recorded."""
-    if not path.is_file() or (expected_sha and file_sha256(path) != expected_sha):
+    if not path.is_file() or (expected_sha and sha256_file(path) != expected_sha):
         return None
     wave, _ = sf.read(path, dtype="float32", always_2d=False)
     return _fit(wave, n)

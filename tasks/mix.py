@@ -33,6 +33,7 @@ import soundfile as sf
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
 
+from tasks.ingest import sha256_file
 from tasks.media_paths import from_uri
 
 OUTPUT_RATE = 48000
@@ -129,11 +130,7 @@ def _atomic_flac(path: Path, x: np.ndarray, rate: int) -> str:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     sf.write(tmp, x.astype(np.float32), rate, format="FLAC", subtype="PCM_24")
     os.replace(tmp, path)
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def mix_to_files(video: Path | str, windows: list[dict[str, Any]], out_dir: Path, *,

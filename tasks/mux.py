@@ -14,7 +14,6 @@ the same number of picture packets as the source (a copied stream loses none).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import av
 
 from tasks.errors import MediaError
 from tasks.ffmpeg_bin import FFmpegError, run_ffmpeg
+from tasks.ingest import sha256_file
 from tasks.media_paths import display, from_uri
 
 
@@ -41,14 +41,6 @@ class OutputResult:
         return {"uri": self.uri, "sha256": self.sha256, "container": self.container,
                 "video_codec": self.video_codec, "audio_codecs": self.audio_codecs,
                 "streams": self.streams, "sidecars": self.sidecars}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _escape_meta(text: str) -> str:
@@ -129,7 +121,7 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
                 b.write(a.read())
             os.replace(part, side)
             sidecars.append(str(side))
-    return OutputResult(str(final.resolve()), _sha256(final), container, streams["video_codec"],
+    return OutputResult(str(final.resolve()), sha256_file(final), container, streams["video_codec"],
                         streams["audio_codecs"], streams["count"], sidecars)
 
 
