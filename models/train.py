@@ -489,7 +489,8 @@ def caption_vocabulary() -> list[str]:
 
 
 def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000, batch: int = 8,
-               scenes: int = 600, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
+               scenes: int = 600, ema_decay: float = 0.999, minutes: float | None = None,
+               quiet: bool = False) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
     from models import foleyworld as fw
     from models.mmaudio import MMAudio
@@ -506,7 +507,7 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000,
     net.empty_string_feat.requires_grad_(True)  # our null text is learned, not an encoder output
     bank = build_bank(seeds, 8.0, codec, video_features)
     cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=100, minutes_cap=minutes,
-                    seed=seed, threads=threads, ckpt_every=100)
+                    seed=seed, threads=threads, ckpt_every=100, ema_decay=ema_decay)
     trainer = Trainer(cfg, run_dir, {"transformer": net, "clip_proj": video_features.clip_proj,
                                      "text_encoder": text_encoder})
 

@@ -6,6 +6,11 @@ candidate when its name says video (.mp4, .mov, .mkv, …) or its first bytes ca
 container signature (ISO-BMFF ``ftyp``, Matroska/WebM EBML, RIFF AVI, MPEG-TS sync bytes,
 FLV, Ogg); candidates are then probed for real. Sidecars (``*.prompts.txt``), manifests and
 hidden files are not candidates. Hashing streams the file (1 MiB chunks, sha256).
+
+A library given as an fsspec URI (``memory://…``, ``s3://…``) is walked by tasks/library_fs.py,
+which stages each candidate into a local content-addressed cache; the discovered file is the
+staged copy and carries the original URI, which records and messages show. ``file://`` URIs
+are local paths and go through the local walk.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tasks import library_fs
 from tasks.errors import MediaError
 from tasks.media_paths import display, to_uri
 from tasks.probe import ProbeResult, probe
@@ -33,6 +39,7 @@ _SIGNATURES = (
 class DiscoveredFile:
     path: Path
     size_bytes: int
+    uri: str | None = None  # where a staged copy came from (None: ``path`` is the file itself)
 
 
 @dataclass
@@ -40,10 +47,11 @@ class IngestResult:
     path: Path
     sha256: str
     probe: ProbeResult
+    source_uri: str | None = None
 
     def asset_fields(self) -> dict[str, Any]:
         p = self.probe
-        return {"sha256": self.sha256, "uri": to_uri(self.path), "size_bytes": p.size_bytes,
+        return {"sha256": self.sha256, "uri": self.source_uri or to_uri(self.path), "size_bytes": p.size_bytes,
                 "container": p.container, "duration_s": p.duration_s, "fps": p.fps, "vfr": p.vfr,
                 "width": p.width, "height": p.height, "rotation": p.rotation,
                 "video_codec": p.video_codec, "has_audio": p.has_audio}
@@ -52,21 +60,40 @@ class IngestResult:
         return self.probe.to_json()
 
 
+def is_video_candidate(name: str, head: bytes, size: int) -> bool:
+    """A video by its name, or by its first 16 bytes (container signature)."""
+    if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+        return True
+    if len(head) >= 1 and head[0] == 0x47 and size % 188 == 0:
+        return True
+    return any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES)
+
+
 def looks_like_video(path: Path) -> bool:
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return True
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
+        return is_video_candidate(path.name, head, path.stat().st_size)
     except OSError:
         return False
-    if len(head) >= 1 and head[0] == 0x47 and path.stat().st_size % 188 == 0:
-        return True
-    return any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES)
 
 
-def discover(library: Path) -> Iterator[DiscoveredFile | MediaError]:
-    """Every candidate video under ``library`` (sorted, deterministic), or why one is unusable."""
+def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[DiscoveredFile | MediaError]:
+    """Every candidate video under ``library`` (sorted, deterministic), or why one is unusable.
+
+    ``library`` is a path or an fsspec URI; remote files are staged into ``cache_dir``
+    (default: the data dir's ``library-cache``) as they are discovered.
+    """
+    if library_fs.is_uri(library):
+        local = library_fs.local_path_of(str(library))
+        if local is None:
+            cache = Path(cache_dir) if cache_dir is not None else library_fs.default_cache_root()
+            for item in library_fs.discover_staged(str(library), cache):
+                yield item if isinstance(item, MediaError) else DiscoveredFile(item.path, item.size_bytes, item.uri)
+            return
+        library = local
     library = Path(library)
     if library.is_file():
         yield DiscoveredFile(library, library.stat().st_size)
@@ -133,16 +160,30 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def ingest_path(path: Path) -> IngestResult:
-    """Hash + probe one file (probe first: a bad file fails before a long hash)."""
-    facts = probe(Path(path))
+def ingest_path(path: Path, source_uri: str | None = None) -> IngestResult:
+    """Hash + probe one file (probe first: a bad file fails before a long hash).
+
+    A staged copy of a remote file is reported under its original URI (given, or read back
+    from the cache), in failures too.
+    """
+    path = Path(path)
+    looked_up = source_uri is None
+    source_uri = source_uri or library_fs.origin_of(path)
     try:
-        digest = sha256_file(Path(path))
+        facts = probe(path)
+        digest = sha256_file(path)
+    except MediaError as err:
+        if source_uri is None:
+            raise
+        reason = str(err).removeprefix(f"{display(path)}: ")
+        raise MediaError(f"{display(source_uri)}: {reason}", path=source_uri, stage=err.stage) from err
     except OSError as exc:
-        raise MediaError(f"{display(path)}: cannot read ({exc.strerror})", path=str(path),
-                         stage="ingest") from exc
-    return IngestResult(Path(path), digest, facts)
+        raise MediaError(f"{display(source_uri or path)}: cannot read ({exc.strerror})",
+                         path=source_uri or str(path), stage="ingest") from exc
+    if looked_up and source_uri is not None and digest != path.parent.name:
+        source_uri = None  # no longer the content its cache address says: not that URI's copy
+    return IngestResult(path, digest, facts, source_uri)
 
 
 def hash_and_probe(item: DiscoveredFile) -> IngestResult:
-    return ingest_path(item.path)
+    return ingest_path(item.path, item.uri)

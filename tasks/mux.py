@@ -57,6 +57,15 @@ def _chapters_file(path: Path, scene_starts: list[float], duration: float) -> No
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _is_flac(path: str) -> bool:
+    """True for a native FLAC file (its ``fLaC`` marker), whatever the file is called."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"fLaC"
+    except OSError:
+        return False
+
+
 def video_packets(path: str) -> tuple[int, float, str]:
     """(picture packet count, video duration s, codec) by demuxing with PyAV."""
     with open(path, "rb") as fh, av.open(fh) as c:
@@ -91,8 +100,15 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
     for i in range(len(inline_stems)):
         args += ["-map", f"{2 + i}:a:0"]
     args += ["-map_metadata", "-1", "-map_chapters", str(chap_idx), "-c:v", "copy"]
-    acodec = ["-c:a", "flac"] if container == "mkv" else ["-c:a", "aac", "-b:a", "192k"]
-    args += acodec
+    if container == "mkv":
+        # The mix and stems arrive as FLAC (tasks/mix.py writes them): their packets are copied,
+        # not decoded and re-encoded, which was ~80 % of the mux time on a 2-minute asset.
+        # Anything else (the original soundtrack, a WAV) is encoded to FLAC.
+        sources = [str(mix["mix_path"])] + ([""] if has_original else []) + [s["path"] for s in inline_stems]
+        for i, source in enumerate(sources):
+            args += [f"-c:a:{i}", "copy" if source and _is_flac(source) else "flac"]
+    else:
+        args += ["-c:a", "aac", "-b:a", "192k"]
     titles = ["stepfoley mix"] + (["original"] if has_original else []) + [
         f"stem {s['order']}: {s['title']}" for s in inline_stems]
     for i, t in enumerate(titles):

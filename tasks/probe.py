@@ -88,7 +88,9 @@ def _facts(path: Path, size: int, c: Any) -> ProbeResult:
     v = c.streams.video[0]
     w, h = int(v.codec_context.width or 0), int(v.codec_context.height or 0)
     if w <= 0 or h <= 0:
-        raise _fail(path, "video stream has no frame size")
+        # FFmpeg leaves the size unset when it is missing or beyond its own image-size limit
+        # (w·h ≥ INT_MAX/8, e.g. a declared 20000x20000)
+        raise _fail(path, "video stream declares no usable frame size (missing or too large)")
     if w * h > MAX_PIXELS:
         raise _fail(path, f"resolution {w}x{h} is larger than the supported 8192x8192")
     duration = None

@@ -16,6 +16,7 @@ import numpy as np
 
 from tasks.config import Settings
 from tasks.generate import _fit, _generate_one, load_bundle, read_stem, window_inputs
+from tasks.library_fs import local_path
 from tasks.runs import session
 from tasks.seeds import derive_seed
 
@@ -69,7 +70,8 @@ def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[
                        tracks: dict[int, dict[str, Any]], settings: Settings, prompt: str | None,
                        seed: int | None, beta: float | None) -> dict[str, Any]:
     bundle = load_bundle(str(settings.bundle), settings.device, settings.threads)
-    job = {"asset_sha256": asset["sha256"], "path": asset["uri"], "scene_id": window["id"],
+    job = {"asset_sha256": asset["sha256"], "scene_id": window["id"],
+           "path": local_path(asset["uri"], asset["sha256"], settings.data_dir),
            "scene_index": window["index"], "window_index": window["window_index"],
            "start_s": window["start_s"], "end_s": window["end_s"]}
     duration = float(window["end_s"]) - float(window["start_s"])

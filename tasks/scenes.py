@@ -1,11 +1,18 @@
 """Shots (PySceneDetect) and model windows.
 
-Detector: AdaptiveDetector (rolling-average content change, threshold 3.0) with PySceneDetect's
-automatic downscale. On FoleyWorld cuts and ffmpeg lavfi test patterns it found every hard cut
-to the frame, and ECOSYSTEM.md's measurement on an 8-scene 640×360 video found all 7 cuts
-where ContentDetector missed one; it is also less prone to split a shot on fast motion.
-Cut times come back as frame numbers, converted with the stream's real frame rate; for VFR
-input the PyAV backend reports each frame's own timestamp.
+Detector: AdaptiveDetector (rolling-average content change, threshold 3.0) on frames scaled
+the way PySceneDetect's automatic downscale does (to ~256 px wide, bilinear). On FoleyWorld cuts
+and ffmpeg lavfi test patterns it found every hard cut to the frame, and ECOSYSTEM.md's
+measurement on an 8-scene 640×360 video found all 7 cuts where ContentDetector missed one; it is
+also less prone to split a shot on fast motion.
+
+Decoding: PyAV in-process, frames handed to the detector directly instead of through
+``SceneManager``/``open_video``. That path converted every full-size frame to BGR and then
+resized it, which at 720p cost ~3× the decode itself (260 frames/s against ~800 for ffmpeg
+decoding to the same size); here the decoder's own planes are resized, frame threads decode
+ahead, and H.264's in-loop deblocking is skipped (see ``detect_cuts``). Each frame's position is
+its own timestamp (pts × time base, relative to the stream start), so cut times of VFR input
+are real times, not frame numbers over an average rate.
 
 Windows: shots shorter than ``min_shot_s`` merge into a neighbour (the previous one; the first
 into the next). A shot of length L ≤ W (the model window, 8 s) is one window. A longer shot
@@ -22,13 +29,25 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
 
 from tasks.errors import MediaError
 from tasks.media_paths import display
 
 
 logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
+
+# PySceneDetect's automatic downscale targets this width (``DEFAULT_MIN_WIDTH``); kept after
+# measuring 128/192/256 on 720p (see docs/performance.md, "Media stages").
+DETECT_MIN_WIDTH = 256
+_MAX_DECODE_FAILURES = 8
+_I420_FORMATS = {"yuv420p", "yuvj420p"}
 
 
 @dataclass(frozen=True)
@@ -55,26 +74,116 @@ class Window:
         return asdict(self)
 
 
-def detect_cuts(path: Path, threshold: float = 3.0) -> tuple[list[float], float, float]:
-    """Cut times (s), the video's duration (s) and frame rate, by PySceneDetect."""
-    from scenedetect import AdaptiveDetector, SceneManager, open_video
+def detection_size(width: int, height: int, min_width: int = DETECT_MIN_WIDTH) -> tuple[int, int]:
+    """Analysis size: PySceneDetect's automatic downscale (factor = width / min_width, never up),
+    rounded to even sides because the small frame is assembled as I420 (chroma is half size)."""
+    factor = max(1.0, max(width, height) / float(min_width))
+    return (max(2, int(round(width / factor)) // 2 * 2), max(2, int(round(height / factor)) // 2 * 2))
 
-    logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
+
+def _small_bgr(frame: Any, size: tuple[int, int]) -> np.ndarray:
+    """The decoded frame at ``size`` as BGR, without ever converting the full-size picture.
+
+    8-bit 4:2:0 frames (nearly all input) are read in place from the decoder's planes and each
+    plane is resized on its own (bilinear, as PySceneDetect's own downscale), then the small I420
+    image is converted; a full-size yuv→bgr conversion plus a resize cost ~4× more per frame
+    at 720p. Other pixel formats go through swscale at the small size.
+    """
+    w, h = size
+    if frame.format.name not in _I420_FORMATS:
+        return frame.to_ndarray(format="bgr24", width=w, height=h)
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    flat = out.reshape(-1)
+    offset = 0
+    for plane, (pw, ph) in zip(frame.planes, ((w, h), (w // 2, h // 2), (w // 2, h // 2))):
+        src = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane.height, :plane.width]
+        flat[offset:offset + pw * ph] = cv2.resize(src, (pw, ph), interpolation=cv2.INTER_LINEAR).reshape(-1)
+        offset += pw * ph
+    return cv2.cvtColor(out, cv2.COLOR_YUV2BGR_I420)
+
+
+def detect_cuts(path: Path, threshold: float = 3.0, *,
+                min_width: int = DETECT_MIN_WIDTH) -> tuple[list[float], float, float]:
+    """Cut times (s), the video's duration (s) and frame rate, by PySceneDetect's AdaptiveDetector.
+
+    Frames are decoded in-process by PyAV and fed to the detector directly (see the module
+    docstring for why not through ``SceneManager``); each frame's own timestamp is its position,
+    so VFR input gets real cut times.
+    """
+    from scenedetect import AdaptiveDetector
+    from scenedetect.common import FrameTimecode, Timecode
 
     try:
-        video = open_video(str(path), backend="pyav")
-    except Exception as exc:  # the backend raises its own error types for unreadable input
-        raise MediaError(f"{display(path)}: scene detection cannot open the video ({exc})",
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise MediaError(f"{display(path)}: scene detection cannot open the video ({exc.strerror})",
                          path=str(path), stage="scenes") from exc
-    manager = SceneManager()
-    manager.auto_downscale = True
-    manager.add_detector(AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=6))
-    manager.detect_scenes(video=video, show_progress=False)
-    fps = float(video.frame_rate)
-    cuts = [float(scene[0].seconds) for scene in manager.get_scene_list()[1:]]
-    duration = float(video.duration.seconds) if video.duration else 0.0
-    pos = float(video.position.seconds) + 1.0 / fps if fps else 0.0
-    return cuts, max(duration, pos), fps
+    with fh:
+        try:
+            container = av.open(fh, mode="r", metadata_errors="ignore")
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            raise MediaError(f"{display(path)}: scene detection cannot open the video ({exc})",
+                             path=str(path), stage="scenes") from exc
+        with container:
+            if not container.streams.video:
+                raise MediaError(f"{display(path)}: no video stream", path=str(path), stage="scenes")
+            v = container.streams.video[0]
+            rate = v.guessed_rate or v.average_rate
+            if not rate:
+                raise MediaError(f"{display(path)}: no frame rate", path=str(path), stage="scenes")
+            fps = Fraction(rate.numerator, rate.denominator)
+            # Frame threads decode the next frames while this thread analyses the current one;
+            # without the in-loop deblocking filter H.264/HEVC decode ~15 % faster, and cut
+            # scores (mean HSV change of a 256-px-wide thumbnail) do not notice blocking.
+            v.thread_type = "AUTO"
+            v.codec_context.options = {"skip_loop_filter": "all"}
+            detector = AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=6)
+            start = int(v.start_time or 0)
+            size: tuple[int, int] | None = None
+            cuts: list[Any] = []
+            last: Any = None
+            failures = 0
+            for packet in container.demux(v):
+                try:
+                    frames = packet.decode()
+                    failures = 0
+                except av.error.FFmpegError:
+                    # A corrupt packet costs its frame, not the asset; a run of them means the
+                    # rest of the stream is unreadable (PySceneDetect's own rule, 8 in a row).
+                    failures += 1
+                    if failures >= _MAX_DECODE_FAILURES:
+                        break
+                    continue
+                for frame in frames:
+                    if size is None:
+                        size = detection_size(frame.width, frame.height, min_width)
+                    tb = frame.time_base or v.time_base
+                    if frame.pts is None or not tb:
+                        # no timestamp (some AVI/raw streams): the next frame at the nominal rate
+                        pos = FrameTimecode(0 if last is None else last.frame_num + 1, fps)
+                    else:
+                        pos = FrameTimecode(Timecode(pts=int(frame.pts) - start,
+                                                     time_base=Fraction(tb.numerator, tb.denominator)), fps)
+                    cuts += detector.process_frame(pos, _small_bgr(frame, size))
+                    last = pos
+            if last is not None:
+                cuts += detector.post_process(last)
+            declared = _declared_duration(container, v, fps)
+    if last is None:
+        return [], 0.0, float(fps)
+    times = sorted({round(float(c.seconds), 9) for c in cuts if c.seconds > 0})
+    return times, max(declared, float(last.seconds) + 1.0 / float(fps)), float(fps)
+
+
+def _declared_duration(container: Any, v: Any, fps: Fraction) -> float:
+    """The duration the file declares (frame count first, as PySceneDetect's PyAV backend)."""
+    if v.frames and v.frames > 0:
+        return float(v.frames / fps)
+    if container.duration and container.duration > 0:
+        return container.duration / 1_000_000
+    if v.duration and v.time_base:
+        return float(v.duration * v.time_base)
+    return 0.0
 
 
 def shots_from_cuts(cuts: list[float], duration: float, min_shot_s: float = 1.0) -> list[Shot]:

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -48,6 +49,24 @@ def cuts_clip(path: Path, rate: str, durations: list[float]) -> Path:
     return path
 
 
+def _declared_size_mkv(tmp_path: Path, out: Path, side: int) -> Path:
+    """A ~200 kB Matroska file whose video track declares ``side``×``side`` pixels.
+
+    ffmpeg writes 3 raw 256×256 grey frames; the track header's PixelWidth/PixelHeight elements
+    (IDs 0xB0/0xBA, 2-byte values 0x0100) are then rewritten to ``side`` in place, same length,
+    so the file stays well-formed and only the declared size is absurd.
+    """
+    raw = tmp_path / f"raw-{side}.mkv"
+    ff("-f", "lavfi", "-i", "testsrc2=size=256x256:rate=25", "-frames:v", "3", "-c:v", "rawvideo",
+       "-pix_fmt", "gray", str(raw))
+    data = raw.read_bytes()
+    for element in (b"\xb0\x82", b"\xba\x82"):
+        assert data.count(element + b"\x01\x00") == 1
+        data = data.replace(element + b"\x01\x00", element + side.to_bytes(2, "big"))
+    out.write_bytes(data)
+    return out
+
+
 # ------------------------------------------------------------------ hostile input
 def test_hostile_corpus_each_fails_with_one_line_reason(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
@@ -61,6 +80,8 @@ def test_hostile_corpus_each_fails_with_one_line_reason(tmp_path: Path) -> None:
     (lib / "picture.mov").write_bytes((tmp_path / "x.png").read_bytes())
     ff("-f", "lavfi", "-i", "sine=duration=1", str(lib / "audio-only.m4a"))
     clip(lib / "short.mp4", seconds=0.1)
+    _declared_size_mkv(tmp_path, lib / "huge-16k.mkv", 16000)
+    _declared_size_mkv(tmp_path, lib / "huge-20k.mkv", 20000)
     os.symlink(lib, lib / "loop")
     os.mkfifo(lib / "fifo.mp4")
     bad_name = os.fsdecode(b"bad\xffname\n$(touch pwned); 'q'.mp4")
@@ -85,6 +106,10 @@ def test_hostile_corpus_each_fails_with_one_line_reason(tmp_path: Path) -> None:
     assert "not a readable video" in outcomes["truncated.mp4"] or "no decodable" in outcomes["truncated.mp4"]
     assert "audio-only" in outcomes["audio-only.m4a"]
     assert "too short" in outcomes["short.mp4"]
+    # within FFmpeg's limits: our 8K cap names the declared size
+    assert "resolution 16000x16000 is larger than the supported 8192x8192" in outcomes["huge-16k.mkv"]
+    # beyond FFmpeg's own image-size check (w·h ≥ INT_MAX/8) the demuxer drops the size
+    assert "no usable frame size" in outcomes["huge-20k.mkv"]
     assert outcomes["picture.mov"] != "ok"
     assert outcomes[bad_name] != "ok"
     assert not (lib / "pwned").exists()
@@ -114,6 +139,33 @@ def test_cuts_found_within_one_frame(tmp_path: Path, rate: str) -> None:
     assert len(cuts) == 2, cuts
     for got, want in zip(cuts, expected):
         assert abs(got - want) <= frame + 1e-6, (cuts, fps)
+
+
+def test_cuts_on_vfr_within_one_frame(tmp_path: Path) -> None:
+    # Three segments with different frame rates, written as VFR (timestamps kept per frame):
+    #   A testsrc2   30 fps with ±10 ms jitter (pts = N/30 + 0.01·(N mod 3)), 60 frames
+    #   B smptebars  12 fps, 18 frames (1.5 s)
+    #   C rgbtestsrc 24 fps, 60 frames (2.5 s)
+    # concat starts B right after A's last frame (1.9867 s + 1/30), so the cuts are at the first
+    # frames of B and C: frame 60 (≈ 2.020 s) and frame 78 (≈ 3.520 s). "Within one frame" is
+    # checked on the real frame timestamps, since frames here last 33 to 83 ms.
+    path = tmp_path / "vfr.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=192x108:rate=30:duration=2",
+       "-f", "lavfi", "-i", "smptebars=size=192x108:rate=12:duration=1.5",
+       "-f", "lavfi", "-i", "rgbtestsrc=size=192x108:rate=24:duration=2.5",
+       "-filter_complex", "[0:v]settb=1/1000,setpts='(N/30+0.01*mod(N,3))/TB'[a];[1:v]settb=1/1000[b];"
+       "[2:v]settb=1/1000[c];[a][b][c]concat=n=3:v=1:a=0,format=yuv420p[v]",
+       "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", str(path))
+    assert probe(path).vfr
+    with av.open(str(path)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert len(times) == 138 and abs(times[60] - 2.02) < 0.01 and abs(times[78] - 3.52) < 0.01
+    cuts, duration, _fps = detect_cuts(path)
+    assert len(cuts) == 2, cuts
+    for got, want in zip(cuts, (60, 78)):
+        nearest = min(range(len(times)), key=lambda i: abs(times[i] - got))
+        assert abs(times[nearest] - got) < 1e-3 and abs(nearest - want) <= 1, (cuts, want)
+    assert abs(duration - (times[-1] + 1 / 24)) < 0.05
 
 
 def test_windows_cover_shots_without_slivers() -> None:
@@ -192,7 +244,8 @@ def test_mux_copies_picture_and_adds_streams(tmp_path: Path, container: str) -> 
     src = clip(tmp_path / "in.mp4", seconds=4.0, audio=True)
     stems = [{"order": k, "path": str(_tone(tmp_path / f"s{k}.wav", 300 * k, 4, 0.3, 48000)),
               "title": f"sound {k}"} for k in (1, 2)]
-    mix = {"mix_path": str(_tone(tmp_path / "mix.wav", 440, 4, 0.3, 48000)), "stems": stems}
+    # the mix as FLAC (as tasks/mix.py writes it: its packets are copied), stems as WAV (encoded)
+    mix = {"mix_path": str(_tone(tmp_path / "mix.flac", 440, 4, 0.3, 48000)), "stems": stems}
     out = mux_output(src, mix, tmp_path / "out", container=container, name="weird name; $(x)",
                      has_original=True, scene_starts=[0.0, 2.0], duration_s=4.0, fps=25.0)
     assert Path(out.uri).is_file()
@@ -201,4 +254,5 @@ def test_mux_copies_picture_and_adds_streams(tmp_path: Path, container: str) -> 
     assert (n_in, codec) == (n_out, codec_out)
     assert out.streams == (5 if container == "mkv" else 3)
     assert len(out.sidecars) == (0 if container == "mkv" else 2)
+    assert out.audio_codecs == (["flac"] * 4 if container == "mkv" else ["aac"] * 2)
     assert not list((tmp_path / "out").glob(".*"))  # no temp files left behind
