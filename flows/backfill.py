@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.process_asset import process_asset
 from tasks import stages
-from tasks.report import report_run_task
+from tasks.report import Progress, progress_key, report_run_task
 
 
 @task(name="claim-and-process", tags=["asset"])
@@ -39,10 +40,15 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
     stages.attach_flow_run(run_id, s)
     # 2. discover files, register them; bad files become failure rows here
     candidates = stages.discover_task(library, s, run_id, limit, paths)
-    # 3. fan out under claims
+    # 3. fan out under claims; the progress artifact moves as each asset ends
+    progress = Progress(len(candidates), key=progress_key(run_id))
     futures = [claim_and_process.submit(c, s, run_id) for c in candidates]
-    results = [f.result(raise_on_failure=False) for f in futures]
-    # 4. close the run and publish the report artifacts
+    position = {f: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    for future in as_completed(futures):
+        results[position[future]] = future.result(raise_on_failure=False)
+        progress.advance(results[position[future]])
+    # 4. close the run and publish the report artifacts (table + markdown summary)
     summary = stages.finish_run(run_id, results, s)
     report_run_task(run_id, s)
     return summary

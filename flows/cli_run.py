@@ -41,7 +41,20 @@ def gen_options(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
-def run_library(ctx: click.Context, library: Path, kind: str, **opts: Any) -> int:
+class LibraryArg(click.ParamType):
+    """A local directory (must exist) or an fsspec URI (passed through; discovery checks it)."""
+
+    name = "LIBRARY"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        from tasks.library_fs import is_uri
+
+        if isinstance(value, str) and is_uri(value):
+            return value
+        return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
+
+
+def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any) -> int:
     """Run `backfill_library` in-process with live progress bars; returns the exit code."""
     from flows.cli import _settings
 
@@ -64,7 +77,8 @@ def run_library(ctx: click.Context, library: Path, kind: str, **opts: Any) -> in
                                name="stepfoley-progress")
     display.start()
     try:
-        flow_fn(to_uri(library.resolve()), s, limit=limit, kind=kind, run_id=run_id)
+        flow_fn(library if isinstance(library, str) else to_uri(library.resolve()), s, limit=limit, kind=kind,
+                run_id=run_id)
     finally:
         done.set()
         display.join(timeout=5)
@@ -77,17 +91,26 @@ def _show_progress(done: threading.Event, run_id: int, s: dict[str, Any]) -> Non
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
 
-    from tasks import stages
-
+    if not sys.stderr.isatty():  # no terminal, no bars: nothing to poll the database for
+        done.wait()
+        return
     with Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty()) as bar:
+                  TimeElapsedColumn(), transient=False) as bar:
         ids = {k: bar.add_task(k, total=None) for k in ("assets", "windows", "tracks")}
         while not done.wait(0.5):
-            try:
-                _update(bar, ids, stages.run_progress(run_id, s))
-            except Exception:  # a busy database only delays the display
-                continue
+            _poll(bar, ids, run_id, s)
+        _poll(bar, ids, run_id, s)
+
+
+def _poll(bar: Any, ids: dict[str, Any], run_id: int, s: dict[str, Any]) -> None:
+    """One refresh of the bars; a busy or briefly unreachable database only delays the display
+    (the run itself retries), so no error here may end the helper thread or the run."""
+    from tasks import stages
+
+    try:
         _update(bar, ids, stages.run_progress(run_id, s))
+    except Exception:
+        pass
 
 
 def _update(bar: Any, ids: dict[str, Any], p: dict[str, tuple[int, int | None]]) -> None:
@@ -111,11 +134,12 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
 def register(cli: click.Group) -> None:
     @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.argument("library", type=click.Path(exists=True, path_type=Path))
+    @click.argument("library", type=LibraryArg())
     @gen_options
     @click.pass_context
-    def run(ctx: click.Context, library: Path, **opts: Any) -> None:
-        """Give every video under LIBRARY its sound (embedded: local Prefect, SQLite)."""
+    def run(ctx: click.Context, library: Path | str, **opts: Any) -> None:
+        """Give every video under LIBRARY (a directory, or an fsspec URI such as
+        file:///srv/archive or s3://bucket/prefix) its sound (embedded: local Prefect, SQLite)."""
         ctx.exit(run_library(ctx, library, "local", **opts))
 
     @cli.command(context_settings={"help_option_names": ["-h", "--help"]})

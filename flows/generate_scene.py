@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import stages
-from tasks.generate import generate_window_task
+from tasks.generate import generate_window_local_task, generate_window_task
 
 
 @flow(name="generate-scene", flow_run_name="window {job[scene_index]}.{job[window_index]}",
@@ -19,10 +19,16 @@ def generate_scene(job: dict[str, Any], settings: dict[str, Any] | None = None) 
 
 
 def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run on the GPU deployment when one is configured, in this process otherwise."""
+    """Run on the GPU deployment when one is configured, in this process otherwise.
+
+    In process, the window is one untagged task of the calling flow, not a ``generate-scene``
+    subflow: a subflow per window cost ~1.4 s of Prefect bookkeeping on the 2-core box (flow
+    run creation, state round trips, the heartbeat thread's join) and the `gpu` tag another
+    ~0.4 s (a concurrency-slot request), together a third of the wall time of a 2-minute asset
+    (benchmarks/bench_orchestration.py, docs/performance.md)."""
     deployment = settings.get("gpu_deployment")
     if not deployment:
-        return generate_scene(job, settings)
+        return generate_window_local_task(job, settings)
     from prefect.deployments import run_deployment
 
     run = run_deployment(deployment, parameters={"job": job, "settings": settings},

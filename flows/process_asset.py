@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.transactions import CommitMode, transaction
 
 from flows.generate_scene import dispatch_generation
 from tasks import stages
@@ -18,23 +19,26 @@ def process_asset(path: str, settings: dict[str, Any] | None = None,
     """Give one video its sound. Returns the asset's summary row (also recorded in the DB)."""
     s = stages.resolve_settings(settings)
     try:
-        # 1. ingest: hash, probe, asset row (a file already done is skipped here)
-        asset = stages.ingest_asset_task(path, s, run_id)
-        if asset["status"] == "done":
-            return stages.asset_summary(asset["id"], s)
-        # 2. shots and model windows
-        windows = stages.plan_windows_task(asset, s)
-        # 3. missing-sound prompts per shot, shared by its windows
-        jobs = stages.propose_prompts_task(asset, windows, s)
-        # 4. generation, window by window, tracks in order (GPU deployment when configured)
-        for job in jobs:
-            dispatch_generation(job, s)
-        # 5. mix stems over the original bed
-        mix = stages.mix_asset_task(asset, s)
-        # 6. mux mix + stems into the video, picture copied
-        stages.mux_asset_task(asset, mix, s)
-        # 7. done
-        stages.finish_asset_task(asset, s)
+        # Each stage's cache record is written as soon as the stage ends (EAGER), not when an
+        # enclosing task (claim-and-process) ends: a crash mid-asset keeps what was finished.
+        with transaction(commit_mode=CommitMode.EAGER):
+            # 1. ingest: hash, probe, asset row (a file already done is skipped here)
+            asset = stages.ingest_asset_task(path, s, run_id)
+            if asset["status"] == "done":
+                return stages.asset_summary(asset["id"], s)
+            # 2. shots and model windows (cached: tasks/caching.py)
+            windows = stages.plan_windows_task(asset, s)
+            # 3. missing-sound prompts per shot, shared by its windows (cached)
+            jobs = stages.propose_prompts_task(asset, windows, s)
+            # 4. generation, window by window, tracks in order (GPU deployment when configured)
+            for job in jobs:
+                dispatch_generation(job, s)
+            # 5. mix stems over the original bed (cached)
+            mix = stages.mix_asset_task(asset, s)
+            # 6. mux mix + stems into the video, picture copied (cached)
+            stages.mux_asset_task(asset, mix, s)
+            # 7. done
+            stages.finish_asset_task(asset, s)
     except MediaError as err:
         stages.fail_asset(path, err, s, run_id)
     except Exception as err:

@@ -45,6 +45,9 @@ class Settings:
     threads: int = 1
     concurrency: int = 1
     claim_ttl_s: float = 300.0
+    # How long a new database connection waits for a server that was reachable and went away
+    # (a restart, a failover) before the error reaches the task retry policy.
+    db_reconnect_s: float = 120.0
     prompts_csv: Path | None = None
     prompts_mode: str = "extend"
     gpu_deployment: str | None = None

@@ -1,8 +1,9 @@
 """Opening the provenance database for a run: migrate, then hand out the engine.
 
 Connection problems at start-up are configuration errors (the user gave a wrong URL or the
-server is down), reported as one line; later connection losses are transient and retried
-by the task policy.
+server is down), reported as one line; later connection losses are transient: new connections
+wait for the server (``Settings.db_reconnect_s``), and what still fails is retried by the task
+policy.
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ def _short(exc: BaseException) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _engine_for(url: str) -> Engine:
+def _engine_for(url: str, reconnect_s: float) -> Engine:
     from sql.session import make_engine
 
-    return make_engine(url)
+    return make_engine(url, reconnect_s=reconnect_s)
 
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Engine:
     """Engine for ``settings.db_url`` with the schema at head (idempotent)."""
     url = settings.db_url
     try:
-        engine = _engine_for(url)
+        engine = _engine_for(url, float(settings.db_reconnect_s))
         with engine.connect():
             pass
         if migrate:

@@ -191,13 +191,30 @@ def _generate_one(bundle: LoadedBundle, s: Settings, job: dict[str, Any], video:
     }
 
 
+# What a window's result carries (and its cache record keeps): ids, paths, hashes, no audio.
+RESULT_FIELDS = ("id", "scene_id", "order", "version", "prompt_text", "seed", "config_hash",
+                 "stem_uri", "stem_sha256", "status")
+
+
 # --- Prefect wrapper -------------------------------------------------------------------------
 from prefect import task  # noqa: E402  (wrappers at the bottom, over the plain functions)
 
+from tasks.caching import cached_stage  # noqa: E402
 from tasks.policy import retry_transient  # noqa: E402
 
 
-@task(name="generate-window", tags=["gpu"], retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=retry_transient, timeout_seconds=3600)
-def generate_window_task(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
-    return generate_window(job, settings_from_json(settings))
+def run_window(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """``generate_window`` on JSON settings; the result keeps only ``RESULT_FIELDS``."""
+    rows = generate_window(job, settings_from_json(settings))
+    return [{k: row.get(k) for k in RESULT_FIELDS} for row in rows]
+
+
+_WINDOW_TASK = dict(name="generate-window", retries=2, retry_delay_seconds=[5, 30],
+                    retry_condition_fn=retry_transient, timeout_seconds=3600,
+                    **cached_stage("generate-window"))
+# On a GPU worker (the generate-scene deployment): tagged, so the `gpu` tag concurrency limit
+# guards the device's memory.
+generate_window_task = task(tags=["gpu"], **_WINDOW_TASK)(run_window)
+# In the process that runs the asset (no GPU deployment): untagged, since a tag costs a
+# concurrency-slot round trip to the Prefect API per window and no limit applies in process.
+generate_window_local_task = task(**_WINDOW_TASK)(run_window)

@@ -1,4 +1,5 @@
-"""The retry policy of every task: retry transient failures, never bad input.
+"""The retry policy of every task (and of the flows' own database calls): retry transient
+failures, never bad input.
 
 Transient: I/O errors other than a missing/forbidden file, database connection loss
 (SQLAlchemy ``OperationalError``/``DisconnectionError``, psycopg ``OperationalError``),
@@ -9,11 +10,23 @@ recorded once instead of being decoded three times.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import time
+from typing import Any, Callable, ParamSpec, Sequence, TypeVar, overload
 
 from tasks.errors import MediaError, TransientError
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _PERMANENT_OS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_db_connection_error(exc: BaseException) -> bool:
+    """Lost or refused database connection (SQLAlchemy or psycopg), not a bad statement."""
+    name = type(exc).__name__
+    module = type(exc).__module__
+    return name in {"OperationalError", "DisconnectionError", "InterfaceError"} and (
+        module.startswith("sqlalchemy") or module.startswith("psycopg"))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -23,14 +36,48 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError):
         return not isinstance(exc, _PERMANENT_OS)
-    name = type(exc).__name__
-    module = type(exc).__module__
-    if name in {"OperationalError", "DisconnectionError", "InterfaceError"} and (
-            module.startswith("sqlalchemy") or module.startswith("psycopg")):
+    if is_db_connection_error(exc):
         return True
-    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return True
     return False
+
+
+# Backoff of the bookkeeping calls flows make outside tasks (claims, run rows, summaries):
+# 1 + 2 + 4 + 8 + 15 = 30 s on top of the connection wait of sql.session.
+DB_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+@overload
+def retry_db(fn: Callable[P, R], *, delays: Sequence[float] | None = None) -> Callable[P, R]: ...
+
+
+@overload
+def retry_db(fn: None = None, *,
+             delays: Sequence[float] | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def retry_db(fn: Callable[P, R] | None = None, *,
+             delays: Sequence[float] | None = None) -> Any:
+    """Re-run ``fn`` (one idempotent database unit of work) while its connection is lost,
+    sleeping ``delays`` (default ``DB_RETRY_DELAYS_S``) between tries; any other error, and
+    the last connection error, propagate. ``@retry_db`` or ``@retry_db(delays=...)``."""
+    if fn is None:
+        return functools.partial(retry_db, delays=delays)
+    pauses = tuple(DB_RETRY_DELAYS_S if delays is None else delays)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        for delay in (*pauses, None):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if delay is None or not is_db_connection_error(exc):
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -45,19 +45,47 @@ def report_run_task(run_id: int, settings: dict[str, Any]) -> None:
                              description="Summary of this run")
 
 
-class Progress:
-    """A Prefect progress artifact for long backfills (no-op outside a flow run)."""
+def progress_key(run_id: int) -> str:
+    return f"stepfoley-progress-{run_id}"
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
+
+class Progress:
+    """A Prefect progress artifact for long backfills: percent of the run's assets finished.
+
+    Created when the to-do list is known and updated as each asset ends (done, failed or
+    skipped). Reporting is best effort: without a flow run context, or when the Prefect API
+    does not answer, the backfill goes on without it.
+    """
+
+    def __init__(self, total: int, key: str | None = None) -> None:
+        self.total = max(int(total), 0)
         self.done = 0
+        self.failed = 0
         self.id: Any = None
         try:
-            self.id = create_progress_artifact(progress=0.0, description="backfill progress")
+            self.id = create_progress_artifact(progress=self.percent, key=key,
+                                               description=self.description)
         except Exception:  # outside a flow run context there is nowhere to report to
             self.id = None
 
-    def advance(self) -> None:
-        self.done += 1
-        if self.id is not None:
-            update_progress_artifact(self.id, progress=100.0 * self.done / self.total)
+    @property
+    def percent(self) -> float:
+        return 100.0 if self.total == 0 else round(100.0 * self.done / self.total, 2)
+
+    @property
+    def description(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.done}/{self.total} assets finished{failed}"
+
+    def advance(self, result: Any) -> None:
+        """One more asset finished; ``result`` is its summary row, or the exception that ended
+        it (a failure, as in ``finish_run``, when it is not a dict or its status says so)."""
+        self.done = min(self.done + 1, self.total)
+        if not isinstance(result, dict) or result.get("status") == "failed":
+            self.failed += 1
+        if self.id is None:
+            return
+        try:
+            update_progress_artifact(self.id, progress=self.percent, description=self.description)
+        except Exception:  # a missed update is corrected by the next one
+            pass

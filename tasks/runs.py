@@ -4,6 +4,9 @@ A claim is a row-level lease in the provenance database (``asset.claimed_by`` +
 ``asset.claim_expires_at``), taken with one conditional UPDATE, so two backfills (threads,
 processes or hosts; SQLite or PostgreSQL) never process the same asset; a crashed owner's
 claim simply expires. A heartbeat thread renews the lease while an asset is being processed.
+
+Every bookkeeping call here is one idempotent unit of work, re-run by ``retry_db`` while the
+database connection is lost (these run in flow code, outside the tasks' retry policy).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Iterator, Mapping
 from sqlalchemy.engine import Engine
 
 from tasks.config import Settings, load_settings, settings_from_json
+from tasks.policy import retry_db
 
 
 def resolve_settings(settings: Mapping[str, Any] | Settings | None) -> dict[str, Any]:
@@ -61,6 +65,7 @@ def current_flow_run_id() -> str | None:
         return None
 
 
+@retry_db
 def start_run(kind: str, parameters: dict[str, Any], settings: Mapping[str, Any]) -> int:
     from sql.repository import start_run as _start
 
@@ -69,6 +74,7 @@ def start_run(kind: str, parameters: dict[str, Any], settings: Mapping[str, Any]
                           prefect_flow_run_id=current_flow_run_id()))
 
 
+@retry_db
 def attach_flow_run(run_id: int, settings: Mapping[str, Any]) -> None:
     from sql.repository import set_run_flow_run_id
 
@@ -78,6 +84,7 @@ def attach_flow_run(run_id: int, settings: Mapping[str, Any]) -> None:
             set_run_flow_run_id(s, run_id, fr)
 
 
+@retry_db
 def finish_run(run_id: int, results: list[Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     from sql.repository import finish_run as _finish
 
@@ -95,6 +102,7 @@ def claim_owner(run_id: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:run{run_id}:{uuid.uuid4().hex[:8]}"
 
 
+@retry_db
 def claim(asset_id: int, owner: str, settings: Mapping[str, Any]) -> bool:
     """Take the asset's lease; a lease held by a dead process on this host is taken over at once
     (a `kill -9`ed run must not block its own rerun for a whole TTL)."""
@@ -125,6 +133,7 @@ def _dead_local_owner(holder: str) -> bool:
     return False
 
 
+@retry_db
 def release(asset_id: int, owner: str, settings: Mapping[str, Any]) -> None:
     from sql.claims import release_claim
 
@@ -157,6 +166,7 @@ def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> I
         t.join(timeout=5)
 
 
+@retry_db
 def record_failure(settings: Mapping[str, Any], *, uri: str, stage: str, err: BaseException,
                    run_id: int | None = None, asset_id: int | None = None,
                    scene_id: int | None = None, track_id: int | None = None) -> None:

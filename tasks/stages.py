@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from tasks.config import ConfigError, Settings
 from tasks.errors import MediaError
+from tasks.policy import retry_db
 from tasks.runs import (as_settings, attach_flow_run, claim, claim_heartbeat, claim_owner,  # noqa: F401
                         engine_for, finish_run, record_failure, release, resolve_settings,
                         session, start_run)
@@ -31,29 +32,36 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
 
     The database decides what is to do: assets whose content hash is already ``done`` are left
     out (a renamed or moved copy included: its new path is recorded against the same asset).
+    A library may be an fsspec URI: its files are staged locally (tasks/library_fs.py), the
+    to-do list carries the staged paths and the records the original URIs.
     """
     from sql.repository import link_run_asset, record_asset_path, upsert_asset
     from tasks.ingest import discover as walk, hash_and_probe
+    from tasks.library_fs import cache_root
     from tasks.media_paths import from_uri, to_uri
 
     todo: list[dict[str, Any]] = []
     wanted = {from_uri(p) for p in paths} if paths is not None else None
-    for item in walk(Path(from_uri(library))):
+    for item in walk(from_uri(library), cache_dir=cache_root(as_settings(settings).data_dir)):
         if isinstance(item, MediaError):
             record_failure(settings, uri=to_uri(item.path or library), stage="discover", err=item,
                            run_id=run_id)
             continue
         path = to_uri(item.path)
-        if wanted is not None and str(item.path) not in wanted:
+        source = item.uri or path
+        if wanted is not None and str(item.path) not in wanted and source not in wanted:
             continue
         try:
             facts = hash_and_probe(item)
         except MediaError as err:
-            _record_bad_file(settings, path, err, run_id)
+            _record_bad_file(settings, path, err, run_id, source)
             continue
         with session(settings) as s:
             asset = upsert_asset(s, library=to_uri(library), **facts.asset_fields())
-            record_asset_path(s, asset["id"], path)
+            record_asset_path(s, asset["id"], source)
+            if source != path:
+                # later stages see the staged copy's path: let them find the asset by it too
+                record_asset_path(s, asset["id"], path)
             link_run_asset(s, run_id, asset["id"])
         if asset["status"] == "done":
             continue
@@ -63,8 +71,11 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
     return todo
 
 
-def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, run_id: int | None) -> None:
-    """A file that is not usable video: an asset row (when it can be hashed) marked failed."""
+def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, run_id: int | None,
+                     source: str | None = None) -> None:
+    """A file that is not usable video: an asset row (when it can be hashed) marked failed.
+
+    ``source`` is the URI a staged copy (``path``) came from: the records name it."""
     from sql.repository import link_run_asset, set_asset_status, upsert_asset
     from tasks.ingest import sha256_file
     from tasks.media_paths import from_uri
@@ -73,14 +84,14 @@ def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, ru
     try:
         sha = sha256_file(Path(from_uri(path)))
         with session(settings) as s:
-            asset = upsert_asset(s, sha256=sha, uri=path, status="failed", error=str(err))
+            asset = upsert_asset(s, sha256=sha, uri=source or path, status="failed", error=str(err))
             asset_id = asset["id"]
             set_asset_status(s, asset_id, "failed", error=str(err))
             if run_id is not None:
                 link_run_asset(s, run_id, asset_id)
     except OSError:
         pass
-    record_failure(settings, uri=path, stage=err.stage, err=err, run_id=run_id, asset_id=asset_id)
+    record_failure(settings, uri=source or path, stage=err.stage, err=err, run_id=run_id, asset_id=asset_id)
 
 
 # ---------------------------------------------------------------- one asset
@@ -196,7 +207,8 @@ def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str,
                         fps=float(asset.get("fps") or 25.0))
     with session(settings) as db:
         row = upsert_output(db, asset_id=asset["id"], mix_id=mix["id"], **result.output_fields())
-    return {"id": row["id"], "uri": result.uri}
+    return {"id": row["id"], "uri": result.uri, "sha256": result.sha256,
+            "sidecars": list(result.sidecars)}
 
 
 def _output_name(asset: dict[str, Any]) -> str:
@@ -214,6 +226,7 @@ def finish_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> None:
         set_asset_status(db, asset["id"], "done")
 
 
+@retry_db
 def fail_asset(path: str, err: BaseException, settings: Mapping[str, Any], run_id: int | None) -> None:
     """Record the failure against the asset (when it has a row) and mark it failed."""
     from sql.repository import find_asset_by_uri, set_asset_status
@@ -227,14 +240,18 @@ def fail_asset(path: str, err: BaseException, settings: Mapping[str, Any], run_i
                    run_id=run_id, asset_id=asset_id)
 
 
+@retry_db
 def asset_ref(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The asset row with ``path``: where its content is read here (a remote URI's staged copy)."""
     from sql.repository import get_asset
+    from tasks.library_fs import local_path
 
     with session(settings) as db:
         row = get_asset(db, asset_id)
-    return {**row, "path": row["uri"]}
+    return {**row, "path": local_path(row["uri"], row["sha256"], as_settings(settings).data_dir)}
 
 
+@retry_db
 def asset_summary_by_path(path: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     from sql.repository import asset_status_rows, find_asset_by_uri
 
@@ -247,6 +264,7 @@ def asset_summary_by_path(path: str, settings: Mapping[str, Any]) -> dict[str, A
     return {"path": path, "status": asset["status"]}
 
 
+@retry_db
 def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     from sql.repository import asset_status_rows
 
@@ -255,6 +273,7 @@ def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     return rows[0] if rows else {"asset_id": asset_id, "status": "unknown"}
 
 
+@retry_db
 def window_tracks(scene_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     from sql.repository import current_tracks
 
@@ -270,6 +289,7 @@ def run_progress(run_id: int, settings: Mapping[str, Any]) -> dict[str, tuple[in
         return _progress(db, run_id)
 
 
+@retry_db
 def run_summary_rows(run_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     from sql.repository import run_asset_rows
 
@@ -290,15 +310,25 @@ def stable_uploads(inbox: str, settings: Mapping[str, Any], stable_scans: int) -
 # ---------------------------------------------------------------- Prefect wrappers
 from prefect import task  # noqa: E402
 
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from tasks.caching import cached_stage  # noqa: E402
 from tasks.policy import retry_transient  # noqa: E402
 
+# Transient failures (I/O, lost database connection, OOM) are retried with backoff: 2 + 10 + 30 s
+# covers a database restart; bad input (MediaError) never is.
 _POLICY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
+# Stages that read or write the world as it is now (the library, the asset row) never cache.
+_LIVE = dict(cache_policy=NO_CACHE, **_POLICY)
 
-discover_task = task(name="discover", timeout_seconds=3600, **_POLICY)(discover)
-ingest_asset_task = task(name="ingest", timeout_seconds=1800, **_POLICY)(ingest_asset)
-plan_windows_task = task(name="scenes", timeout_seconds=3600, **_POLICY)(plan_windows)
-propose_prompts_task = task(name="prompts", timeout_seconds=3600, **_POLICY)(propose_prompts)
-mix_asset_task = task(name="mix", timeout_seconds=1800, **_POLICY)(mix_asset)
-mux_asset_task = task(name="mux", timeout_seconds=1800, **_POLICY)(mux_asset)
-finish_asset_task = task(name="finish", **_POLICY)(finish_asset)
-stable_uploads_task = task(name="scan-uploads", **_POLICY)(stable_uploads)
+discover_task = task(name="discover", timeout_seconds=3600, **_LIVE)(discover)
+ingest_asset_task = task(name="ingest", timeout_seconds=1800, **_LIVE)(ingest_asset)
+# The expensive stages cache their (small) results under DATA_DIR/cache: see tasks/caching.py.
+plan_windows_task = task(name="scenes", timeout_seconds=3600, **_POLICY,
+                         **cached_stage("scenes"))(plan_windows)
+propose_prompts_task = task(name="prompts", timeout_seconds=3600, **_POLICY,
+                            **cached_stage("prompts"))(propose_prompts)
+mix_asset_task = task(name="mix", timeout_seconds=1800, **_POLICY, **cached_stage("mix"))(mix_asset)
+mux_asset_task = task(name="mux", timeout_seconds=1800, **_POLICY, **cached_stage("mux"))(mux_asset)
+finish_asset_task = task(name="finish", **_LIVE)(finish_asset)
+stable_uploads_task = task(name="scan-uploads", **_LIVE)(stable_uploads)

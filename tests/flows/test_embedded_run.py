@@ -1,14 +1,19 @@
 """The embedded path end to end, through the real CLI: idempotent reruns, crash resume,
-concurrent backfills, bad input recorded while the batch goes on (SQLite and PostgreSQL)."""
+concurrent backfills, bad input recorded while the batch goes on, the database going away
+mid-run (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,8 +45,14 @@ def _status(data: Path, db: str | None) -> list[dict]:
     return json.loads(proc.stdout)
 
 
+@functools.lru_cache(maxsize=None)
+def _engine(db_url: str):  # type: ignore[no-untyped-def]
+    """One engine per database for the test process (a new one per poll leaks connections)."""
+    return make_engine(db_url)
+
+
 def _tracks(db_url: str) -> list[tuple]:
-    with session_scope(make_engine(db_url)) as s:
+    with session_scope(_engine(db_url)) as s:
         return sorted(s.execute(select(Track.scene_id, Track.order, Track.version, Track.seed,
                                        Track.stem_sha256, Track.status)).all())
 
@@ -74,7 +85,7 @@ def test_run_is_idempotent_and_records_provenance(backend: str, request, tmp_pat
     assert second.returncode == 0, second.stderr
     assert _tracks(url) == tracks_before  # no model work, same stems, same seeds
     assert {r["path"]: _hash(r["output"]) for r in _status(data, db)} == outputs
-    with session_scope(make_engine(url)) as s:
+    with session_scope(_engine(url)) as s:
         t = s.execute(select(Track).limit(1)).scalar_one()
         assert t.bundle_id.startswith("tiny-random@") and len(t.weights_sha256) == 64
         assert t.steps == 3 and t.alpha == 4.5 and t.mode == "nag" and t.wall_s > 0
@@ -97,40 +108,141 @@ def test_bad_input_is_recorded_and_batch_continues(tmp_path: Path, tiny_bundle: 
         assert rows[bad]["status"] == "failed" and bad in rows[bad]["error"]
         assert "\n" not in rows[bad]["error"]
     assert not (lib / "pwned").exists() and not Path("pwned").exists()
-    with session_scope(make_engine(f"sqlite:///{data / 'stepfoley.db'}")) as s:
+    with session_scope(_engine(f"sqlite:///{data / 'stepfoley.db'}")) as s:
         assert s.execute(select(func.count(Failure.id))).scalar_one() >= 3
 
 
-def test_crash_resume_matches_uninterrupted_run(tmp_path: Path, tiny_bundle: Path,
-                                                demo_footage: Path) -> None:
+_pg_names = itertools.count()
+
+
+def _strip(rows: list[tuple]) -> list[tuple]:
+    """Track rows without their database ids (two databases number scenes alike, not equal)."""
+    return [(o, v, seed, sha, st) for _, o, v, seed, sha, st in rows]
+
+
+def _outputs(data: Path, db: str | None) -> dict[str, str]:
+    return {Path(r["path"]).name: _hash(r["output"]) for r in _status(data, db)}
+
+
+def _popen_run(data: Path, bundle: Path, lib: Path, db: str | None, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
+    return subprocess.Popen([sys.executable, "-m", "flows", *_args(data, bundle, db), "run",
+                             str(lib), "--bundle", str(bundle), "--steps", "3", "--tracks", "2"],
+                            start_new_session=True, **kw)
+
+
+def _kill(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """kill -9 the run's whole process group (the CLI and Prefect's server under it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _wait_for_first_track(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before its first track was recorded"
+        try:
+            if _tracks(url):
+                return
+        except Exception:  # the schema may not exist yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no track recorded in time")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres,
+                                                                               pytest.mark.slow])])
+def test_crash_resume_matches_uninterrupted_run(backend: str, request, tmp_path: Path,
+                                                tiny_bundle: Path, demo_footage: Path) -> None:
     lib = make_library(demo_footage, tmp_path / "lib", NAMES, PROMPTS)
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
-    assert _run(clean, tiny_bundle, lib).returncode == 0
-    url = f"sqlite:///{crashed / 'stepfoley.db'}"
-    proc = subprocess.Popen([sys.executable, "-m", "flows", "--data-dir", str(crashed), "run",
-                             str(lib), "--bundle", str(tiny_bundle), "--steps", "3", "--tracks", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill -9 as soon as the first track exists
-        if (crashed / "stepfoley.db").exists():
-            try:
-                if _tracks(url):
-                    break
-            except Exception:
-                pass
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    if backend == "postgres":
+        pg = request.getfixturevalue("pg_cluster")
+        clean_db = pg.createdb(f"clean{os.getpid()}_{next(_pg_names)}")
+        db: str | None = request.getfixturevalue("postgres_url")
+    else:
+        clean_db = db = None
+    clean_url = clean_db or f"sqlite:///{clean / 'stepfoley.db'}"
+    url = db or f"sqlite:///{crashed / 'stepfoley.db'}"
+    assert _run(clean, tiny_bundle, lib, clean_db).returncode == 0
+    proc = _popen_run(crashed, tiny_bundle, lib, db, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_first_track(url, proc)  # kill -9 as soon as the first track exists
+    finally:
+        _kill(proc)
     partial = _tracks(url)
-    assert 0 < len(partial) < len(_tracks(f"sqlite:///{clean / 'stepfoley.db'}"))
-    assert _run(crashed, tiny_bundle, lib).returncode == 0
-    strip = lambda rows: [(o, v, seed, sha, st) for _, o, v, seed, sha, st in rows]  # noqa: E731
-    assert strip(_tracks(url)) == strip(_tracks(f"sqlite:///{clean / 'stepfoley.db'}"))
+    assert 0 < len(partial) < len(_tracks(clean_url))
+    rerun = _run(crashed, tiny_bundle, lib, db)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = _tracks(url)
+    keys = [(sc, o, v) for sc, o, v, *_ in after]
+    assert len(keys) == len(set(keys))  # no duplicate rows
+    assert _strip(after) == _strip(_tracks(clean_url))
     leftovers = [p for p in crashed.rglob(".*.tmp*")]
     assert leftovers == []
-    a = {Path(r["path"]).name: _hash(r["output"]) for r in _status(clean, None)}
-    b = {Path(r["path"]).name: _hash(r["output"]) for r in _status(crashed, None)}
-    assert a == b
+    assert _outputs(clean, clean_db) == _outputs(crashed, db)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_database_outage_mid_run_retries_and_loses_nothing(request, tmp_path: Path, tiny_bundle: Path,
+                                                           demo_footage: Path) -> None:
+    """PostgreSQL stopped for 20 s once the first track exists: the run waits, retries, then
+    carries on; it exits 0 with every asset done and the same tracks and outputs as a run that
+    was never interrupted. stderr is a terminal, so the CLI's progress thread polls the
+    database throughout the outage."""
+    pg = request.getfixturevalue("pg_cluster")
+    db = request.getfixturevalue("postgres_url")
+    lib = make_library(demo_footage, tmp_path / "lib", NAMES, PROMPTS)
+    clean, data = tmp_path / "clean", tmp_path / "outage"
+    assert _run(clean, tiny_bundle, lib).returncode == 0  # the reference, on SQLite
+    master, slave = pty.openpty()
+    terminal: list[bytes] = []
+
+    def drain() -> None:  # keep the pty from filling up (the bars redraw ten times a second)
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            terminal.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out = (tmp_path / "outage.stdout").open("w")
+    proc = _popen_run(data, tiny_bundle, lib, db, stdout=out, stderr=slave)
+    os.close(slave)
+    try:
+        _wait_for_first_track(db, proc)
+        _engine(db).dispose()
+        pg.stop()  # pg_ctl stop -m fast: open connections are terminated
+        try:
+            time.sleep(20)
+            assert proc.poll() is None, "the run ended while the database was down"
+        finally:
+            pg.start()
+        rc = proc.wait(timeout=600)
+    finally:
+        _kill(proc)
+        out.close()
+        reader.join(timeout=5)
+        os.close(master)
+    log = (tmp_path / "outage.stdout").read_text() + b"".join(terminal).decode("utf-8", "replace")
+    assert rc == 0, log[-5000:]
+    rows = _status(data, db)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"done"}, rows
+    with session_scope(_engine(db)) as s:
+        assert s.execute(select(func.count(Failure.id))).scalar_one() == 0
+    after = _tracks(db)
+    keys = [(sc, o, v) for sc, o, v, *_ in after]
+    assert len(keys) == len(set(keys))
+    assert _strip(after) == _strip(_tracks(f"sqlite:///{clean / 'stepfoley.db'}"))
+    assert _outputs(data, db) == _outputs(clean, None)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -152,6 +264,6 @@ def test_two_concurrent_backfills_process_each_asset_once(backend: str, request,
     keys = [(sc, o, v) for sc, o, v, *_ in tracks]
     assert len(keys) == len(set(keys))
     assert all(v == 1 for _, _, v, *_ in tracks)  # nobody regenerated anybody's work
-    with session_scope(make_engine(url)) as s:
+    with session_scope(_engine(url)) as s:
         assert set(s.execute(select(Asset.status)).scalars()) == {"done"}
         assert s.execute(select(func.count(Asset.id))).scalar_one() == 3
