@@ -24,7 +24,11 @@ path, so a library given as a path and as a ``file://`` URI is the same library.
 files the original URI is what the records and messages show; the staged path is recorded as a
 second location of the asset so later stages, which see the staged path, find it.
 
-Not staged: sidecar prompts next to remote files (use ``--prompts FILE.csv``, matched by sha256).
+Sidecar prompts next to a remote video (``clip.mp4.prompts.txt``, else ``clip.prompts.txt``)
+are staged with it, as ``<staged name>.prompts.txt`` in the video's address, re-read on every
+staging (they are small and the user edits them), and removed there when the remote one is gone.
+Two URIs with identical video content share one address, so they share the sidecar last staged;
+give such copies their prompts with ``--prompts FILE.csv`` (matched by sha256) instead.
 """
 
 from __future__ import annotations
@@ -192,6 +196,7 @@ def stage(uri: str, cache_dir: Path, remote: tuple[Any, str, dict[str, Any]] | N
         path = Path(known["path"])
         try:
             if path.parent.name == known["sha256"] and path.stat().st_size == int(info.get("size") or 0):
+                _stage_sidecar(fs, name, path)
                 return StagedFile(uri, path, known["sha256"], path.stat().st_size, copied=False)
         except OSError:
             pass  # the copy is gone: stage again
@@ -216,10 +221,33 @@ def stage(uri: str, cache_dir: Path, remote: tuple[Any, str, dict[str, Any]] | N
     finally:
         part.unlink(missing_ok=True)  # also drops the part when the content was already there
     _write_atomic(address / f".{path.name}.uri", uri)
+    _stage_sidecar(fs, name, path)
     index.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(index, json.dumps({"uri": uri, "fingerprint": fingerprint, "sha256": sha,
                                      "path": str(path)}, sort_keys=True))
     return StagedFile(uri, path, sha, size, copied=True)
+
+
+def _stage_sidecar(fs: Any, name: str, staged: Path) -> None:
+    """Copy the remote video's prompts sidecar next to its staged copy (or drop a stale one)."""
+    from tasks.prompts import SIDECAR_SUFFIX
+
+    target = staged.with_name(staged.name + SIDECAR_SUFFIX)
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    for cand in (name + SIDECAR_SUFFIX, name.rsplit("/", 1)[0] + "/" + stem + SIDECAR_SUFFIX
+                 if "/" in name else stem + SIDECAR_SUFFIX):
+        try:
+            with fs.open(cand, "rb") as fh:
+                data = fh.read(1 << 20)  # prompts files are a few lines; cap what is read
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        except OSError as exc:
+            raise _transient(cand, "cannot read prompts sidecar", exc) from exc
+        part = staged.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        part.write_bytes(data)
+        os.replace(part, target)
+        return
+    target.unlink(missing_ok=True)
 
 
 def _remote(uri: str, call: Callable[[], T]) -> T:

@@ -70,7 +70,11 @@ def test_memory_library_is_discovered_staged_and_judged_by_content(
         # content-addressed: <cache>/<sha[:2]>/<sha>/<original name>
         assert f.path == cache / sha[:2] / sha / f.uri.rsplit("/", 1)[-1]
         assert f.size_bytes == f.path.stat().st_size
-    assert _files(cache) == sorted(f.path for f in found)  # nothing else staged, no partial copies
+    clip = next(f.path for f in found if f.uri.endswith("clip one.mp4"))
+    sidecar = clip.with_name(clip.name + ".prompts.txt")  # staged with its video, not as a candidate
+    assert sidecar.read_bytes() == b"rain\n"
+    # nothing else staged, no partial copies
+    assert _files(cache) == sorted([*(f.path for f in found), sidecar])
     assert not list((cache / "tmp").iterdir())
 
     by_name = {f.uri.rsplit("/", 1)[-1]: f for f in found}
@@ -183,3 +187,23 @@ def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[byt
     assert ingested["uri"] == f"{memory_lib}/clip.mp4" and ingested["id"] == asset["id"]
     assert stages.asset_ref(asset["id"], settings)["path"] == staged
     assert stages.discover(memory_lib, settings, run_id) == todo  # rerun: same asset, same copy
+
+
+def test_sidecar_prompts_follow_the_remote_file(tmp_path: Path, videos: tuple[bytes, bytes],
+                                               memory_lib: str) -> None:
+    from tasks.prompts import read_sidecar
+
+    good, _ = videos
+    fs = fsspec.filesystem("memory")
+    root = memory_lib.removeprefix("memory://")
+    fs.pipe(f"/{root}/door.mp4", good)
+    fs.pipe(f"/{root}/door.prompts.txt", b"# stem-named sidecar\na knock at the door\nrain\n")
+    cache = tmp_path / "cache"
+    (staged,) = list(discover(memory_lib, cache_dir=cache))
+    assert [p.prompt for p in read_sidecar(staged.path)] == ["a knock at the door", "rain"]
+    fs.pipe(f"/{root}/door.prompts.txt", b"footsteps\n")  # edited remotely: re-read, no re-copy
+    (again,) = list(discover(memory_lib, cache_dir=cache))
+    assert again.path == staged.path and [p.prompt for p in read_sidecar(again.path)] == ["footsteps"]
+    fs.rm(f"/{root}/door.prompts.txt")  # removed remotely: gone locally too
+    (third,) = list(discover(memory_lib, cache_dir=cache))
+    assert read_sidecar(third.path) == []
