@@ -15,6 +15,7 @@ the same number of picture packets as the source (a copied stream loses none).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,19 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
     # Same inputs → same bytes: no random segment UID, creation time or encoder banner, so a
     # resumed run's output hashes equal an uninterrupted run's.
     args += ["-fflags", "+bitexact", "-flags:a", "+bitexact", str(tmp)]
-    try:
-        run_ffmpeg(args)
-        streams = _verify(src, tmp, 1 + len(titles), duration_s, fps)
-        os.replace(tmp, final)
-    except FFmpegError as exc:
-        raise MediaError(f"{display(src)}: mux failed ({exc})", path=src, stage="mux") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-        chapters.unlink(missing_ok=True)
+    # The source's picture packets are counted while ffmpeg writes (PyAV demuxes without the GIL),
+    # so verification costs one pass over the output only.
+    with ThreadPoolExecutor(1, thread_name_prefix="stepfoley-mux-src") as pool:
+        src_count = pool.submit(video_packets, src)
+        try:
+            run_ffmpeg(args)
+            streams = _verify(src, tmp, 1 + len(titles), duration_s, fps, src_count.result())
+            os.replace(tmp, final)
+        except FFmpegError as exc:
+            raise MediaError(f"{display(src)}: mux failed ({exc})", path=src, stage="mux") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+            chapters.unlink(missing_ok=True)
     sidecars = []
     if container != "mkv":
         for s in stems:
@@ -141,14 +146,17 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
                         streams["audio_codecs"], streams["count"], sidecars)
 
 
-def _verify(src: str, out: Path, expected_streams: int, duration_s: float, fps: float) -> dict[str, Any]:
-    n_src, _, codec = video_packets(src)
-    n_out, _, codec_out = video_packets(str(out))
-    with av.open(str(out)) as c:
+def _verify(src: str, out: Path, expected_streams: int, duration_s: float, fps: float,
+            source: tuple[int, float, str]) -> dict[str, Any]:
+    n_src, _, codec = source
+    with open(out, "rb") as fh, av.open(fh) as c:
         count = len(c.streams)
         audio = [a.codec_context.name for a in c.streams.audio]
         adur = [float(a.duration * a.time_base) for a in c.streams.audio if a.duration]
         total = (c.duration or 0) / 1e6
+        v = c.streams.video[0]
+        codec_out = v.codec_context.name
+        n_out = sum(1 for p in c.demux(v) if p.size)
     frame = 1.0 / fps if fps else 0.05
     problems = []
     if count != expected_streams:
