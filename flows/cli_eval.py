@@ -93,13 +93,25 @@ def register(cli: click.Group) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
-        with Progress(TextColumn("[bold]tracks"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[cond]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      transient=False) as bar:
-            task = bar.add_task("eval", total=None, cond="")
-            res = run_evaluation(bundle, cfg,
-                                 progress=lambda cond, done, total: bar.update(task, completed=done, total=total,
-                                                                               cond=cond))
+        import sys
+        import time
+
+        if sys.stderr.isatty():
+            with Progress(TextColumn("[bold]tracks"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[cond]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                          transient=False) as bar:
+                task = bar.add_task("eval", total=None, cond="")
+                res = run_evaluation(bundle, cfg,
+                                     progress=lambda cond, done, total: bar.update(task, completed=done, total=total,
+                                                                                   cond=cond))
+        else:  # a log file: a plain line every 5 % instead of a bar that only renders at the end
+            t0 = time.time()
+
+            def log_line(cond: str, done: int, total: int) -> None:
+                if done == total or done % max(1, total // 20) == 0:
+                    click.echo(f"tracks {done}/{total}  {cond}  {time.time() - t0:.0f} s", err=True)
+
+            res = run_evaluation(bundle, cfg, progress=log_line)
         paths, s = write_report(res, out)
         for g in s["gates"]:
             click.echo(f"{'PASS' if g['passed'] else 'FAIL'}  {g['gate']}")
