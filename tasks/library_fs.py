@@ -195,11 +195,12 @@ def stage(uri: str, cache_dir: Path, remote: tuple[Any, str, dict[str, Any]] | N
     if known and known.get("uri") == uri and known.get("fingerprint") == fingerprint:
         path = Path(known["path"])
         try:
-            if path.parent.name == known["sha256"] and path.stat().st_size == int(info.get("size") or 0):
-                _stage_sidecar(fs, name, path)
-                return StagedFile(uri, path, known["sha256"], path.stat().st_size, copied=False)
+            intact = path.parent.name == known["sha256"] and path.stat().st_size == int(info.get("size") or 0)
         except OSError:
-            pass  # the copy is gone: stage again
+            intact = False  # the copy is gone: stage again
+        if intact:
+            _stage_sidecar(fs, name, path)
+            return StagedFile(uri, path, known["sha256"], path.stat().st_size, copied=False)
     tmp_dir = cache_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     part = tmp_dir / f"{uuid.uuid4().hex}.part"

@@ -94,3 +94,25 @@ def test_speech_tagger_is_quiet_on_non_speech(vad: SpeechTagger) -> None:
 def test_default_taggers_report_availability() -> None:
     for t in default_taggers():
         assert t.available or t.reason  # never silently missing
+
+
+def test_yamnet_judge_maps_every_class_and_embeds(yamnet: YamnetTagger) -> None:
+    """The evaluation's independent judge: every mapped AudioSet label exists, and on real
+    held-out FoleyWorld sources its scores and 1024-d embeddings separate the classes."""
+    from models import foleyworld as fw
+    from models.eval_metrics import cosine100
+    from models.yamnet_judge import AUDIOSET_LABELS, YamnetJudge
+
+    assert set(AUDIOSET_LABELS) == set(fw.CLASSES)
+    missing = [lbl for labels in AUDIOSET_LABELS.values() for lbl in labels if lbl not in yamnet.class_names]
+    assert not missing
+    judge = YamnetJudge(fw.CLASSES)
+    start = fw.SPLITS["test"].start + 300
+    clips = {(c, k): fw.make_scene(start + 11 * k + i, 8.0, 1, 64, classes=[c]).mixture
+             for k in range(2) for i, c in enumerate(("dog", "helicopter"))}
+    out = {key: judge.analyse(wave, fw.SAMPLE_RATE) for key, wave in clips.items()}
+    for (c, _), (scores, emb) in out.items():
+        assert max(scores, key=scores.get) == c and emb.shape == (1024,)
+    same = cosine100(out[("dog", 0)][1], out[("dog", 1)][1])
+    other = cosine100(out[("dog", 0)][1], out[("helicopter", 0)][1])
+    assert same > other

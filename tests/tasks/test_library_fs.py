@@ -43,6 +43,16 @@ def memory_lib() -> Iterator[str]:
         fs.rm(f"/{root}", recursive=True)
 
 
+def _put(lib: str, name: str, data: bytes | None) -> None:
+    """Write (or, with None, delete) one file of a ``memory://`` library."""
+    fs = fsspec.filesystem("memory")
+    path = f"/{lib.removeprefix('memory://')}/{name}"
+    if data is None:
+        fs.rm(path)
+    else:
+        fs.pipe(path, data)
+
+
 def _files(cache: Path) -> list[Path]:
     return sorted(p for p in cache.rglob("*") if p.is_file() and "index" not in p.parts
                   and not p.name.startswith("."))
@@ -51,14 +61,12 @@ def _files(cache: Path) -> list[Path]:
 def test_memory_library_is_discovered_staged_and_judged_by_content(
         tmp_path: Path, videos: tuple[bytes, bytes], memory_lib: str) -> None:
     good, other = videos
-    fs = fsspec.filesystem("memory")
-    root = memory_lib.removeprefix("memory://")
-    fs.pipe(f"/{root}/shots/clip one.mp4", good)
-    fs.pipe(f"/{root}/shots/clip one.mp4.prompts.txt", b"rain\n")  # sidecar: not a candidate
-    fs.pipe(f"/{root}/raw/take7", other)  # no extension: a candidate by its ftyp signature
-    fs.pipe(f"/{root}/notes.txt", b"not a video at all\n" * 10)  # never a candidate: not staged
-    fs.pipe(f"/{root}/fake.mp4", b"this is text with a video name\n" * 10)  # staged, then rejected
-    fs.pipe(f"/{root}/.hidden/x.mp4", good)
+    _put(memory_lib, "shots/clip one.mp4", good)
+    _put(memory_lib, "shots/clip one.mp4.prompts.txt", b"rain\n")  # sidecar: not a candidate
+    _put(memory_lib, "raw/take7", other)  # no extension: a candidate by its ftyp signature
+    _put(memory_lib, "notes.txt", b"not a video at all\n" * 10)  # never a candidate: not staged
+    _put(memory_lib, "fake.mp4", b"this is text with a video name\n" * 10)  # staged, then rejected
+    _put(memory_lib, ".hidden/x.mp4", good)
     cache = tmp_path / "cache"
 
     found = list(discover(memory_lib, cache_dir=cache))
@@ -94,10 +102,8 @@ def test_memory_library_is_discovered_staged_and_judged_by_content(
 def test_restaging_is_idempotent_deduplicated_and_follows_changes(
         tmp_path: Path, videos: tuple[bytes, bytes], memory_lib: str) -> None:
     good, other = videos
-    fs = fsspec.filesystem("memory")
-    root = memory_lib.removeprefix("memory://")
-    fs.pipe(f"/{root}/a/clip.mp4", good)
-    fs.pipe(f"/{root}/b/clip.mp4", good)  # same name and content elsewhere: one staged copy
+    _put(memory_lib, "a/clip.mp4", good)
+    _put(memory_lib, "b/clip.mp4", good)  # same name and content elsewhere: one staged copy
     cache = tmp_path / "cache"
 
     first = list(discover(memory_lib, cache_dir=cache))
@@ -110,7 +116,7 @@ def test_restaging_is_idempotent_deduplicated_and_follows_changes(
     staged = library_fs.stage(f"{memory_lib}/a/clip.mp4", cache)
     assert not staged.copied and staged.path == first[0].path  # index hit: nothing read again
 
-    fs.pipe(f"/{root}/a/clip.mp4", other)  # the remote file changes: staged anew under its new hash
+    _put(memory_lib, "a/clip.mp4", other)  # the remote file changes: staged anew under its new hash
     changed = list(discover(memory_lib, cache_dir=cache))
     assert changed[0].path.parent.name == hashlib.sha256(other).hexdigest()
     assert changed[1].path == first[1].path and first[1].path.is_file()
@@ -162,10 +168,8 @@ def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[byt
     from tasks import stages
 
     good, _ = videos
-    fs = fsspec.filesystem("memory")
-    root = memory_lib.removeprefix("memory://")
-    fs.pipe(f"/{root}/clip.mp4", good)
-    fs.pipe(f"/{root}/broken.mkv", b"\x1a\x45\xdf\xa3" + b"\x00" * 300)  # EBML magic, no video
+    _put(memory_lib, "clip.mp4", good)
+    _put(memory_lib, "broken.mkv", b"\x1a\x45\xdf\xa3" + b"\x00" * 300)  # EBML magic, no video
     settings = stages.resolve_settings(Settings(data_dir=tmp_path / "data",
                                                 database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
     run_id = stages.start_run("test", {}, settings)
@@ -194,16 +198,14 @@ def test_sidecar_prompts_follow_the_remote_file(tmp_path: Path, videos: tuple[by
     from tasks.prompts import read_sidecar
 
     good, _ = videos
-    fs = fsspec.filesystem("memory")
-    root = memory_lib.removeprefix("memory://")
-    fs.pipe(f"/{root}/door.mp4", good)
-    fs.pipe(f"/{root}/door.prompts.txt", b"# stem-named sidecar\na knock at the door\nrain\n")
+    _put(memory_lib, "door.mp4", good)
+    _put(memory_lib, "door.prompts.txt", b"# stem-named sidecar\na knock at the door\nrain\n")
     cache = tmp_path / "cache"
     (staged,) = list(discover(memory_lib, cache_dir=cache))
     assert [p.prompt for p in read_sidecar(staged.path)] == ["a knock at the door", "rain"]
-    fs.pipe(f"/{root}/door.prompts.txt", b"footsteps\n")  # edited remotely: re-read, no re-copy
+    _put(memory_lib, "door.prompts.txt", b"footsteps\n")  # edited remotely: re-read, no re-copy
     (again,) = list(discover(memory_lib, cache_dir=cache))
     assert again.path == staged.path and [p.prompt for p in read_sidecar(again.path)] == ["footsteps"]
-    fs.rm(f"/{root}/door.prompts.txt")  # removed remotely: gone locally too
+    _put(memory_lib, "door.prompts.txt", None)  # removed remotely: gone locally too
     (third,) = list(discover(memory_lib, cache_dir=cache))
     assert read_sidecar(third.path) == []
