@@ -65,6 +65,16 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     stages.check_bundle(settings)
     s = settings.to_json()
     run_id = stages.start_run(kind, {"library": str(library), "limit": limit}, s)
+    # The local Prefect API takes seconds to start: launch it in the background and load the
+    # models meanwhile (flows/prefect_api.py).
+    from flows.prefect_api import local_run_settings, start_local_api
+
+    api = start_local_api()
+    if api is not None:
+        from tasks.preload import preload_models
+
+        preload_models(settings)
+        api.start()  # waits until it serves
     from flows.backfill import backfill_library
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -77,8 +87,9 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
                                name="stepfoley-progress")
     display.start()
     try:
-        flow_fn(library if isinstance(library, str) else to_uri(library.resolve()), s, limit=limit, kind=kind,
-                run_id=run_id)
+        with local_run_settings(api):
+            flow_fn(library if isinstance(library, str) else to_uri(library.resolve()), s,
+                    limit=limit, kind=kind, run_id=run_id)
     finally:
         done.set()
         display.join(timeout=5)

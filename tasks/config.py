@@ -159,7 +159,8 @@ def ensure_data_dir(s: Settings) -> None:
     try:
         for d in (s.data_dir, s.output_dir, s.stems_dir, s.work_dir, s.prefect_home):
             d.mkdir(parents=True, exist_ok=True)
-        probe = s.data_dir / ".write-test"
+        # Per process: two runs starting at once on one data dir must not unlink each other's.
+        probe = s.data_dir / f".write-test.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:

@@ -239,6 +239,24 @@ def test_true_peak_limiter_holds_the_ceiling() -> None:
     assert 20 * np.log10(true_peak(y).max()) <= -1.0 + 1e-3 and reduction < 0
 
 
+def test_true_peak_and_the_limiters_peak_are_exact() -> None:
+    """The fast true peak is the 4×-oversampled |x| maximum, bit for bit, and the peak the
+    limiter hands the mix is the one a fresh measurement of its output gives."""
+    from scipy.signal import resample_poly
+
+    from tasks.mix import _limit
+
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 4801):
+        x = rng.normal(0, 0.6, n).astype(np.float32)
+        ref = np.abs(resample_poly(x.astype(np.float64), 4, 1)).reshape(n, 4).max(axis=1)
+        assert np.array_equal(true_peak(x), ref)
+    for amp in (0.05, 0.6, 2.0):  # no limiting; limiting; limiting plus the final trim
+        x = (rng.normal(0, amp, 48000) + amp * np.sin(np.arange(48000) * 0.3)).astype(np.float32)
+        y, _, peak = _limit(x, 48000, -1.0)
+        assert peak == true_peak(y).max()
+
+
 @pytest.mark.parametrize("container", ["mkv", "mp4"])
 def test_mux_copies_picture_and_adds_streams(tmp_path: Path, container: str) -> None:
     src = clip(tmp_path / "in.mp4", seconds=4.0, audio=True)

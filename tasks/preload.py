@@ -1,0 +1,49 @@
+"""Loading the run's models ahead of the stages that use them, while the process waits anyway.
+
+The CLI calls ``preload_models`` while the local Prefect API server starts (flows/prefect_api.py):
+loading the bundle, captioner, scorer and audio taggers takes about a second that would
+otherwise come after the server start. The loaders are the stages' own per-process caches,
+called with the very arguments the stages use, so the stages find the models loaded. Nothing
+here may fail a run: an error is left for the stage, which loads again and reports it (with
+its retry policy) as it always did.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tasks.config import Settings
+
+log = logging.getLogger("stepfoley.preload")
+
+
+def preload_models(settings: Settings) -> None:
+    """Load what the prompt and generation stages of this process will load."""
+    bundle = Path(settings.bundle)
+    try:
+        if (bundle / "captioner").is_dir():
+            _preload_prompt_models(settings, bundle)
+        if not settings.gpu_deployment:  # otherwise the windows are generated elsewhere
+            from tasks.generate import load_bundle
+
+            load_bundle(str(settings.bundle), settings.device, settings.threads)
+    except Exception as exc:  # the stage reports it
+        log.debug("preloading models failed: %s", exc)
+
+
+def _preload_prompt_models(settings: Settings, bundle: Path) -> None:
+    # As tasks/asset_prompts.py sets up before its first scene_prompts call.
+    if settings.device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, settings.threads))
+    from transformers.utils import logging as tlogging
+
+    tlogging.disable_progress_bar()
+    tlogging.set_verbosity_error()
+    from tasks.prompts import _load_models, _real_taggers
+
+    _load_models(str(bundle), str(bundle) if (bundle / "scorer").is_dir() else None,
+                 settings.device)
+    _real_taggers()
