@@ -169,6 +169,11 @@ class MelCodec(ModelMixin, ConfigMixin):
         self.mu.copy_(mean)
         self.sigma.copy_(std)
         self.register_to_config(latent_mean=[round(float(v), 6) for v in mean], latent_std=[round(float(v), 6) for v in std])
+        if self.config.latent_max is not None:
+            # The decoder clips guided latents to the range the data actually spans (CFG
+            # overshoots it), so the clip follows the fitted statistics.
+            top = float(((frames - mean) / std).max())
+            self.register_to_config(latent_max=round(top + 0.05, 3))
 
     # ------------------------------------------------------------------ synthesis
     def mel_to_linear(self, mel: torch.Tensor) -> torch.Tensor:

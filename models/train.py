@@ -14,6 +14,8 @@ Base (``train_base``): θ = network + clip projection + text encoder. An example
 of a FoleyWorld scene: target x₁ = codec(that source's isolated audio), conditioned on the full
 scene's video and a paraphrased caption of that source. So the model learns "make the sound the
 caption names, timed by the video", which is what each track of step-by-step generation is.
+The caption encoder starts warm (``pretrain_text_encoder``: 300 steps of caption → class), so
+paraphrases of one class begin close together instead of at random features.
 
 Guidance (``train_guidance``, the paper's u_ψ): base frozen, only the ControlNet branch ψ is
 trained, with the same loss but u_ψ(x_t, t, V, ∅, x̃): target x₁ = one segment of a scene's
@@ -21,7 +23,8 @@ soundtrack, condition x̃ = a different, non-overlapping segment of the same sou
 learns "which sounds are present", not to copy x̃ in time), video of the target segment, text
 null (video also nulled 10 % of the time, as audio-only data in the paper).
 
-Optimiser AdamW (β = 0.9, 0.99), linear warm-up then cosine decay; EMA of the weights
+Optimiser AdamW (β = 0.9, 0.99), linear warm-up (100 / 50 steps, a tenth of a shorter run) then
+cosine decay; EMA of the weights
 (decay min(0.999, (1 + k)/(10 + k)) at step k) is what gets shipped. Every step's randomness
 comes from a generator seeded with (seed, component, step), so a run is a pure function of
 (seed, thread count, step count) and a resumed run continues bit-identically.
@@ -317,6 +320,7 @@ class Trainer:
             m.train()
         stopped_early = False
         start = time.time() - self.elapsed
+        probe_before = self.probe(loss_fn)
         bar = progress_bar() if not quiet else None
         task = bar.add_task(cfg.component, total=cfg.steps, completed=self.step, info="") if bar else None
         if bar:
@@ -360,9 +364,19 @@ class Trainer:
             "resumed_from": resumed_from,
             "stopped_by_time_cap": stopped_early,
             "final_loss_mean_100": float(np.mean([r["loss"] for r in self.log.records[-100:]])) if self.log.records else None,
+            "probe_loss_before": probe_before,
+            "probe_loss_after": self.probe(loss_fn),
         }
         self.log.write({"summary": summary})
         return summary
+
+    @torch.no_grad()
+    def probe(self, loss_fn: Callable[[torch.Generator, int], torch.Tensor]) -> float:
+        """The loss on one fixed batch (same examples, noise, t and dropout every time): unlike
+        the per-step batch losses it moves only when the weights do, so a short run's progress
+        can be read from it."""
+        with _autocast(self.cfg.bf16):
+            return float(loss_fn(step_generator(self.cfg.seed, self.cfg.component + "-probe", 0), -1))
 
     @torch.no_grad()
     def load_ema_into_modules(self) -> None:
@@ -469,11 +483,23 @@ def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_fea
     return bank
 
 
-def fit_codec(seeds: Sequence[int], duration: float = 8.0) -> MelCodec:
-    """The bundle's codec with its per-bin normalisation fitted on FoleyWorld soundtracks."""
+CODEC_LOG_FLOOR = 5e-2
+
+
+def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CODEC_LOG_FLOOR) -> MelCodec:
+    """The bundle's codec with its per-bin normalisation fitted on FoleyWorld soundtracks.
+
+    The log floor sets how much of the normalised range silence takes. FoleyWorld sources are
+    digitally silent between events, so at ε = 1e-5 (log −11.5) silence and sound split the
+    per-bin σ (≈ 5.6 nats) and every sound is squeezed into a band about 1.4 units wide: the
+    dense classes (helicopter, waves, chainsaw, rain, fire) sat 0.24 units apart on average
+    (RMS distance of their mean latents), below what a small network renders against unit
+    noise. At ε = 0.05 (log −3.0, ~70 dB under the loudest mel band) σ ≈ 2.0 and they sit
+    0.66 apart. Measured on the base network (1500 steps, n = 44 held-out single-source
+    scenes): evaluator top-1 27 % at ε = 1e-5, 61 % at 1e-2, 64 % at 0.05."""
     from models import foleyworld as fw
 
-    codec = MelCodec()
+    codec = MelCodec(log_floor=log_floor)
     waves = []
     for s in seeds:
         sc = fw.make_scene(int(s), duration, None, 64)
@@ -519,7 +545,7 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
 
 
 def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000, batch: int = 8,
-               scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 0,
+               scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
                minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
     from models import foleyworld as fw
@@ -538,7 +564,8 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000,
     net = MMAudio.from_preset("tiny")
     net.empty_string_feat.requires_grad_(True)  # our null text is learned, not an encoder output
     bank = build_bank(seeds, 8.0, codec, video_features)
-    cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=100, minutes_cap=minutes,
+    cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=min(100, max(1, steps // 10)),
+                    minutes_cap=minutes,
                     seed=seed, threads=threads, ckpt_every=100, ema_decay=ema_decay)
     trainer = Trainer(cfg, run_dir, {"transformer": net, "clip_proj": video_features.clip_proj,
                                      "text_encoder": text_encoder})
@@ -580,7 +607,8 @@ def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 6
     cn = AudioControlNet.from_transformer(net, init_from_backbone=True)
     seeds = list(fw.SPLITS["train"])[100_000: 100_000 + scenes]
     bank = build_bank(seeds, 8.0, codec, video_features)
-    cfg = RunConfig("guidance", steps, batch, 2e-4, window=4.0, warmup=50, minutes_cap=minutes,
+    cfg = RunConfig("guidance", steps, batch, 2e-4, window=4.0, warmup=min(50, max(1, steps // 10)),
+                    minutes_cap=minutes,
                     seed=seed, threads=threads, ckpt_every=100)
     trainer = Trainer(cfg, out / "_runs" / "guidance", {"controlnet": cn})
     half = int(math.ceil(4.0 * codec.latent_rate - 1e-6))
@@ -653,7 +681,7 @@ def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 
     results: dict[str, Any] = {}
     t0 = time.time()
     if component in ("base", "all"):
-        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 2000,
+        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 1500,
                                      minutes=(minutes * 0.45 if minutes and component == "all" else minutes),
                                      quiet=quiet)
     if component in ("guidance", "all"):

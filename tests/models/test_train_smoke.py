@@ -21,11 +21,14 @@ def test_base_and_guidance_losses_decrease(tmp_path: Path) -> None:
     base = _losses(tmp_path / "_runs" / "base" / "base_log.json")
     assert np.isfinite(base).all()
     assert np.mean(base[-8:]) < np.mean(base[:8]), base
+    assert summary["probe_loss_after"] < summary["probe_loss_before"], summary
     for part in ("transformer", "codec", "video_features", "text_encoder", "tokenizer"):
         assert (tmp_path / part).is_dir()
 
-    train_guidance(tmp_path, seed=0, threads=1, steps=30, batch=4, scenes=6, quiet=True)
+    # Per-step guidance losses are too noisy over a few steps to show the descent (the branch
+    # starts equal to the base, zero-init): the fixed probe batch shows it.
+    g = train_guidance(tmp_path, seed=0, threads=1, steps=60, batch=8, scenes=6, quiet=True)
     guid = _losses(tmp_path / "_runs" / "guidance" / "guidance_log.json")
     assert np.isfinite(guid).all()
-    assert np.mean(guid[-8:]) < np.mean(guid[:8]), guid
+    assert g["probe_loss_after"] < g["probe_loss_before"], g
     assert (tmp_path / "controlnet").is_dir()
