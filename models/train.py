@@ -544,7 +544,7 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
     return acc
 
 
-def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 2000, batch: int = 8,
+def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 1500, batch: int = 8,
                scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
                minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
