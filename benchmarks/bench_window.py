@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,8 +43,7 @@ def main() -> None:
     pipe = load_bundle(args.bundle)
     pipe.set_progress_bar_config(disable=True)
     sc = fw.make_scene(fw.SPLITS["test"].start + 77, 8.0, 3, 64)
-    idx8 = np.minimum(np.floor((np.arange(64) + 0.5) * fw.FPS / 8).astype(int), 199)
-    video = {"clip": sc.frames[idx8], "sync": sc.frames}
+    video = fw.model_video(sc.frames)
     prompts = [fw.CAPTIONS[c][0] for c in fw.CLASSES[: args.tracks]]
     per_track: dict[str, list[list[float]]] = {"nag": [], "independent": []}
     window: dict[str, list[float]] = {"nag": [], "independent": []}

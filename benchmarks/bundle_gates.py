@@ -30,13 +30,12 @@ def main(bundle: str, n: int = 22) -> dict:
     pipe = load_bundle(bundle)
     pipe.set_progress_bar_config(disable=True)
     ev = load_evaluator(f"{bundle}/evaluator")
-    idx8 = np.minimum(np.floor((np.arange(64) + 0.5) * 25 / 8).astype(int), 199)
     base = fw.SPLITS["test"].start + 5000
     hits, peaks, nan = [], [], 0
     for i in range(n):
         cls = fw.CLASSES[i % len(fw.CLASSES)]
         sc = fw.make_scene(base + i, 8.0, 1, 64, classes=[cls])
-        out = pipe.generate_track({"clip": sc.frames[idx8], "sync": sc.frames}, 8.0,
+        out = pipe.generate_track(fw.model_video(sc.frames), 8.0,
                                   sc.sources[0].caption, seed=i)
         nan += int(not np.isfinite(out.waveform).all())
         peaks.append(float(np.abs(out.waveform).max()))
@@ -47,7 +46,7 @@ def main(bundle: str, n: int = 22) -> dict:
     for i in range(n):
         sc = fw.make_scene(base + 1000 + i, 8.0, 2, 64)
         a, b = sc.sources
-        video = {"clip": sc.frames[idx8], "sync": sc.frames}
+        video = fw.model_video(sc.frames)
         t1 = pipe.generate_track(video, 8.0, a.caption, seed=i)
         for mode in ("nag", "independent"):
             t2 = pipe.generate_track(video, 8.0, b.caption, negative_audio=t1.waveform if mode == "nag" else None,

@@ -35,12 +35,11 @@ def main() -> None:
     pipe = load_bundle(bundle)
     pipe.set_progress_bar_config(disable=True)
     ev = load_evaluator(bundle / "evaluator")
-    idx8 = np.minimum(np.floor((np.arange(64) + 0.5) * fw.FPS / 8).astype(int), int(8 * fw.FPS) - 1)
     rows = []
     for i, cls in enumerate(fw.CLASSES):
         sc = fw.make_scene(fw.SPLITS["test"].start + args.seed_offset + i, 8.0, 1, 64, classes=[cls])
         src = sc.sources[0]
-        out = pipe.generate_track({"clip": sc.frames[idx8], "sync": sc.frames}, 8.0, src.caption, seed=i)
+        out = pipe.generate_track(fw.model_video(sc.frames), 8.0, src.caption, seed=i)
         scores = ev.class_scores(out.waveform, 16000)
         with torch.no_grad():
             real = pipe.codec.log_mel(torch.from_numpy(src.audio))[0].T.numpy()

@@ -41,7 +41,6 @@ from models.eval_metrics import class_set_recall, cosine100
 
 METHODS = ("independent", "negative_text", "nag")
 ORDERS = ("descending", "random", "ascending")
-IDX8 = np.minimum(np.floor((np.arange(64) + 0.5) * fw.FPS / 8).astype(int), int(8 * fw.FPS) - 1)
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,7 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
         return out
 
     for si, (sc, spec) in enumerate(specs):
-        video = {"clip": sc.frames[IDX8], "sync": sc.frames}
+        video = fw.model_video(sc.frames)
         res.scenes.append(dataclasses.asdict(spec))
         real = judge(sc.mixture)
         for jn, (scores, e) in real.items():

@@ -406,6 +406,19 @@ def _voice(cls: str, duration: float, onsets: list[float], control: np.ndarray |
     return (y / peak * rng.uniform(0.3, 0.6)).astype(np.float32)
 
 
+def clip_frame_indices(duration: float, clip_fps: float = 8.0) -> np.ndarray:
+    """Indices of the 25 fps frames that stand for a ``clip_fps`` stream: the frame under the
+    centre of each clip sample, ``⌊(i + ½) · FPS / clip_fps⌋``, capped at the last frame."""
+    n = int(duration * clip_fps + 1e-6)
+    return np.minimum(np.floor((np.arange(n) + 0.5) * FPS / clip_fps).astype(int), int(duration * FPS) - 1)
+
+
+def model_video(frames: np.ndarray, duration: float = 8.0) -> dict[str, np.ndarray]:
+    """A scene's 25 fps frames as the pipeline's video input: the 8 fps clip stream and the
+    full-rate sync stream."""
+    return {"clip": frames[clip_frame_indices(duration)], "sync": frames}
+
+
 def make_scene(seed: int, duration: float = 8.0, n_sources: int | None = None, size: int = 128,
                classes: list[str] | tuple[str, ...] | None = None) -> Scene:
     """One scene: 1–3 sources (distinct classes) with frames, per-source audio and the mixture."""

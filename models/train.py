@@ -465,8 +465,7 @@ def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_fea
     from models import foleyworld as fw
 
     bank = SceneBank(duration=duration)
-    n8 = int(duration * 8 + 1e-6)
-    clip_idx = np.minimum(np.floor((np.arange(n8) + 0.5) * fw.FPS / 8).astype(int), int(duration * fw.FPS) - 1)
+    clip_idx = fw.clip_frame_indices(duration)
     for s in seeds:
         sc = fw.make_scene(int(s), duration, None, size)
         frames = torch.from_numpy(sc.frames)

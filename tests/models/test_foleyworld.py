@@ -115,3 +115,13 @@ def test_clip_cuts_and_captions() -> None:
     assert clip.frames.shape[0] == 20 * fw.FPS
     assert fw.class_of_caption("Ocean waves crash loudly") == "waves"
     assert fw.class_of_caption("a beautiful sunset") is None
+
+
+def test_clip_frames_are_the_frames_under_each_clip_sample() -> None:
+    idx = fw.clip_frame_indices(8.0)
+    assert len(idx) == 64 and idx[0] == 1 and idx[-1] == 198
+    times = (np.arange(64) + 0.5) / 8.0  # centre of each 8 fps clip sample
+    assert np.all((idx / fw.FPS <= times) & (times < (idx + 1) / fw.FPS))
+    frames = np.zeros((200, 4, 4, 3), np.uint8)
+    video = fw.model_video(frames)
+    assert video["clip"].shape[0] == 64 and video["sync"] is frames
