@@ -60,20 +60,20 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
 
     limit = opts.pop("limit", None)
     settings = _settings(ctx, **opts)
+    # The local Prefect API takes a while to start: fork it first (before this process has
+    # other threads, flows/prefect_api.py), so it starts while the run is recorded, and load
+    # the models on a helper thread while the server starts and the first asset is probed
+    # and cut (tasks/preload.py).
+    from flows.prefect_api import local_run_settings, start_local_api
     from tasks import stages
+    from tasks.preload import start_preload
 
     stages.check_bundle(settings)
+    api = start_local_api()
     s = settings.to_json()
     run_id = stages.start_run(kind, {"library": str(library), "limit": limit}, s)
-    # The local Prefect API takes seconds to start: launch it in the background and load the
-    # models meanwhile (flows/prefect_api.py).
-    from flows.prefect_api import local_run_settings, start_local_api
-
-    api = start_local_api()
+    preload = start_preload(settings)
     if api is not None:
-        from tasks.preload import preload_models
-
-        preload_models(settings)
         api.start()  # waits until it serves
     from flows.backfill import backfill_library
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -93,6 +93,7 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     finally:
         done.set()
         display.join(timeout=5)
+        preload.join()  # (long done unless the run ended early) no load torn down mid-way
     rows = stages.run_summary_rows(run_id, s)
     _print_summary(rows)
     return 1 if any(r["status"] == "failed" for r in rows) else 0

@@ -6,7 +6,8 @@ bound to 127.0.0.1), and the flow waits for it. On the 2-core box that start too
 used data dir and 5–8 s with a new one (docs/performance.md): the new interpreter imports the
 whole server again (~2 s, though this process has already imported it: Prefect's client
 does), then migrates the SQLite database (~2.5 s the first time) and registers the block
-types (~0.6 s the first time).
+types (~0.6 s the first time). A new data dir's database is now copied from a migrated
+template instead (flows/prefect_db_seed.py; the server builds the template the first time).
 
 ``start_local_api`` serves the same application (``create_app``, ephemeral: no UI, the
 ephemeral set of services) from a child *forked* from this process, which has the server's
@@ -189,6 +190,12 @@ def _serve(sock: socket.socket, ready_fd: int, parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the line above
         return
+    from flows.prefect_db_seed import build_template
+
+    try:  # first new data dir of this Prefect version on the machine: keep its migrated db
+        build_template()
+    except Exception as exc:  # noqa: BLE001 (the server's own start migrates and reports)
+        print(f"stepfoley: no Prefect database template: {exc}", file=sys.stderr)
     app = functools.partial(create_app, ephemeral=True)  # no UI, the ephemeral services
     config = uvicorn.Config(app, factory=True, log_level="error", lifespan="on",
                             loop="asyncio", access_log=False)
@@ -215,6 +222,9 @@ def start_local_api() -> SubprocessASGIServer | None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         return None
+    from flows.prefect_db_seed import seed_database
+
+    seed_database()  # a new data dir: the migrated template instead of ~3 s of migrations
     # The process-wide ephemeral server: a new one unless Prefect already started its own.
     server = ForkedAPIServer()
     if isinstance(server, ForkedAPIServer):

@@ -15,7 +15,6 @@ identical to an uninterrupted run. The model bundle is loaded once per worker pr
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import time
@@ -29,6 +28,7 @@ import soundfile as sf
 
 from tasks.config import Settings, settings_from_json
 from tasks.ingest import sha256_file
+from tasks.process_cache import loaded_once
 from tasks.seeds import derive_seed
 
 
@@ -42,7 +42,7 @@ class LoadedBundle:
     max_duration_s: float
 
 
-@functools.lru_cache(maxsize=2)
+@loaded_once(maxsize=2)
 def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
     """The pipeline of a local bundle directory, cached per (dir, device) in this process."""
     import torch

@@ -12,7 +12,7 @@
    ``resample_poly``, Kaiser window), i.e. proper band-limited interpolation.
 4. **Sum** over the original soundtrack at unity gain (what the footage already had stays as
    it was), then **true-peak limit** to −1 dBTP: the true peak is estimated on a 4×
-   oversampled signal (BS.1770 Annex 2); the gain needed at each sample,
+   oversampled signal (BS.1770 Annex 2, tasks/true_peak.py); the gain needed at each sample,
    r[n] = min(1, 10^(−1/20) / tp[n]), goes through a minimum filter of ±5 ms (look-ahead and
    hold) and a 5 ms moving average, so the gain ramps smoothly and never exceeds r.
 """
@@ -35,6 +35,8 @@ from scipy.signal import resample_poly
 
 from tasks.ingest import sha256_file
 from tasks.media_paths import from_uri
+from tasks.polyphase import per_block
+from tasks.true_peak import true_peak
 
 OUTPUT_RATE = 48000
 GATE_LUFS = -60.0
@@ -75,19 +77,6 @@ def normalise(x: np.ndarray, rate: int, target_lufs: float) -> tuple[np.ndarray,
     return (x * 10 ** (gain_db / 20)).astype(np.float32), lufs, gain_db, False
 
 
-def true_peak(x: np.ndarray) -> np.ndarray:
-    """Per-sample true-peak magnitude from 4× oversampling."""
-    up = resample_poly(x.astype(np.float64), 4, 1)
-    n = len(x)
-    if len(up) != 4 * n:  # resample_poly gives exactly 4n samples; keep the shape safe anyway
-        up = np.pad(up, (0, max(0, 4 * n - len(up))))[: 4 * n]
-    # In place and as three elementwise maxima: the same values as abs + max(axis=1) (max is
-    # exact), without two more copies of the 4× signal (a 2-minute mix: 23 M doubles each).
-    np.abs(up, out=up)
-    u = up.reshape(n, 4)
-    return np.maximum(np.maximum(u[:, 0], u[:, 1]), np.maximum(u[:, 2], u[:, 3]))
-
-
 def limit(x: np.ndarray, rate: int, ceiling_dbtp: float = TRUE_PEAK_DBTP) -> tuple[np.ndarray, float]:
     """True-peak limiter (step 4); returns the signal and its largest gain reduction (dB)."""
     y, reduction, _ = _limit(x, rate, ceiling_dbtp)
@@ -121,6 +110,8 @@ def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
     if src == dst:
         return x.astype(np.float32)
     g = gcd(src, dst)
+    if src // g == 1:  # integer factor (the codec's 16 kHz → 48 kHz): block-wise, same values
+        return per_block(x, lambda y: y, dst // g, np.float32)
     return resample_poly(x, dst // g, src // g).astype(np.float32)
 
 

@@ -1,21 +1,33 @@
-"""Loading the run's models ahead of the stages that use them, while the process waits anyway.
+"""Loading the run's models ahead of the stages that use them, on a helper thread.
 
-The CLI calls ``preload_models`` while the local Prefect API server starts (flows/prefect_api.py):
-loading the bundle, captioner, scorer and audio taggers takes about a second that would
-otherwise come after the server start. The loaders are the stages' own per-process caches,
-called with the very arguments the stages use, so the stages find the models loaded. Nothing
-here may fail a run: an error is left for the stage, which loads again and reports it (with
-its retry policy) as it always did.
+The CLI starts ``start_preload`` right after it has forked the local Prefect API server
+(flows/prefect_api.py): loading the bundle, captioner, scorer and audio taggers takes ~1.4 s
+that would otherwise sit on the run's critical path. On the thread it overlaps the server's
+start, the flow run's creation and the first asset's probe, hashing and shot detection
+(ffmpeg subprocesses: the main thread waits on pipes, not on the GIL). The loaders are the
+stages' own per-process caches (tasks/process_cache.py: one load per key, a second caller
+waits for it), called with the very arguments the stages use, so the stages find the models
+loaded or wait for the load in progress. Nothing here may fail a run: an error is left for the
+stage, which loads again and reports it (with its retry policy) as it always did.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from tasks.config import Settings
 
 log = logging.getLogger("stepfoley.preload")
+
+
+def start_preload(settings: Settings) -> threading.Thread:
+    """``preload_models`` on a daemon thread, started; join it or let the process end."""
+    thread = threading.Thread(target=preload_models, args=(settings,), daemon=True,
+                              name="stepfoley-preload")
+    thread.start()
+    return thread
 
 
 def preload_models(settings: Settings) -> None:

@@ -24,7 +24,6 @@ dataclasses; the provenance rows are written by the caller. The Prefect task is 
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import math
 import re
@@ -35,6 +34,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from tasks.config import ConfigError
+from tasks.process_cache import loaded_once
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, see
 # ============================================================================ Prefect
 
 
-@functools.lru_cache(maxsize=4)
+@loaded_once(maxsize=4)
 def _load_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
     """Captioner and scorer loaded once per worker process."""
     from models.captioner import load_captioner
@@ -385,7 +385,7 @@ def _load_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tup
     return load_captioner(captioner_dir, device=device), (load_scorer(scorer_dir, device=device) if scorer_dir else None)
 
 
-@functools.lru_cache(maxsize=1)
+@loaded_once(maxsize=1)
 def _real_taggers() -> tuple[Any, ...]:
     from models.audio_taggers import default_taggers
 

@@ -9,6 +9,8 @@ from pathlib import Path
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="stepfoley-tests-"))
 os.environ.setdefault("STEPFOLEY_DATA_DIR", str(_SESSION_TMP / "data"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect"))
+# The machine cache (the migrated Prefect database template) is the session's too.
+os.environ.setdefault("STEPFOLEY_CACHE_DIR", str(_SESSION_TMP / "cache"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

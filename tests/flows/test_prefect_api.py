@@ -90,3 +90,72 @@ def test_no_local_server_for_a_configured_api() -> None:
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         assert start_local_api() is None
+
+
+# A flow run against the server, then what the Prefect database holds.
+FLOW = """
+import json, sqlite3, sys
+from pathlib import Path
+from flows.prefect_db_seed import sqlite_path, template_path
+db = sqlite_path()
+existed = db.exists()
+from flows.prefect_api import start_local_api
+server = start_local_api()
+seeded = not existed and db.exists()  # start_local_api copied the template in
+server.start()
+from prefect import flow
+
+@flow
+def add(a: int, b: int) -> int:
+    return a + b
+
+assert add(2, 3) == 5
+con = sqlite3.connect(db)
+runs = con.execute("select count(*) from flow_run where state_type = 'COMPLETED'").fetchone()[0]
+head = con.execute("select version_num from alembic_version").fetchall()
+print(json.dumps({"seeded": seeded, "runs": runs, "head": head,
+                  "template": template_path().is_file()}))
+"""
+
+
+def _flow_in_new_home(home: Path, cache: Path) -> dict:
+    import json
+
+    env = {**os.environ, "PREFECT_HOME": str(home), "STEPFOLEY_CACHE_DIR": str(cache),
+           "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-c", FLOW], cwd=REPO_ROOT, env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks on Linux only")
+def test_new_data_dirs_get_the_migrated_database_template(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = _flow_in_new_home(tmp_path / "a", cache)
+    assert first == {**first, "seeded": False, "runs": 1, "template": True}
+    (template,) = cache.iterdir()
+    assert template.name.startswith("prefect-") and template.suffix == ".db"
+    second = _flow_in_new_home(tmp_path / "b", cache)
+    # Copied, not migrated, and at the same head: the flow run is recorded as in a migrated db.
+    assert second == {**first, "seeded": True}
+    assert template.stat().st_size > 0 and list(cache.iterdir()) == [template]
+
+
+def test_seeding_never_replaces_an_existing_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
+
+    from flows.prefect_db_seed import seed_database, template_path
+
+    monkeypatch.setenv("STEPFOLEY_CACHE_DIR", str(tmp_path / "cache"))
+    template_path().parent.mkdir(parents=True)
+    template_path().write_bytes(b"template")
+    db = tmp_path / "home" / "prefect.db"
+    with temporary_settings(updates={PREFECT_API_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{db}"}):
+        assert seed_database() is True and db.read_bytes() == b"template"
+        db.write_bytes(b"in use")
+        assert seed_database() is False and db.read_bytes() == b"in use"
+        assert sorted(p.name for p in db.parent.iterdir()) == ["prefect.db"]  # no temp left
+    with temporary_settings(updates={PREFECT_API_DATABASE_CONNECTION_URL: "postgresql+asyncpg://u@127.0.0.1/p"}):
+        assert seed_database() is False
