@@ -1,7 +1,9 @@
 """Quick quality gates of a bundle on held-out FoleyWorld scenes (issue 9 §3), judged by the
 bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
 
-1. single prompt: the prompted class is the evaluator's top-1 (chance 1/11);
+1. single prompt: the prompted class is the evaluator's top-1 (chance 1/11); beside it, the
+   same evaluator on the scenes' ground-truth source and on its round trip through the bundle's
+   codec (encode → decode): the ceiling a generator with perfect latents would reach;
 2. two sources, step by step: leakage = evaluator score of track 1's class in track 2,
    NAG (α 4.5, β 1.5, against track 1) vs independent CFG; 95 % bootstrap intervals.
 """
@@ -32,9 +34,14 @@ def main(bundle: str, n: int = 22) -> dict:
     ev = load_evaluator(f"{bundle}/evaluator")
     base = fw.SPLITS["test"].start + 5000
     hits, peaks, nan = [], [], 0
+    truth, round_trip = [], []
     for i in range(n):
         cls = fw.CLASSES[i % len(fw.CLASSES)]
         sc = fw.make_scene(base + i, 8.0, 1, 64, classes=[cls])
+        wave = np.asarray(sc.sources[0].audio, dtype=np.float32)
+        for judged, w in ((truth, wave), (round_trip, pipe.decode_latent(pipe.encode_audio(wave, 8.0), len(wave)))):
+            s = ev.class_scores(w, 16000)
+            judged.append(float(max(s, key=s.get) == cls))
         out = pipe.generate_track(fw.model_video(sc.frames), 8.0,
                                   sc.sources[0].caption, seed=i)
         nan += int(not np.isfinite(out.waveform).all())
@@ -55,6 +62,7 @@ def main(bundle: str, n: int = 22) -> dict:
             leak[mode].append(s[a.cls])
             fid[mode].append(s[b.cls])
     return {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
+            "ground_truth_top1": boot(np.array(truth)), "codec_round_trip_top1": boot(np.array(round_trip)),
             "max_peak": max(peaks),
             "leakage": {m: boot(np.array(v)) for m, v in leak.items()},
             "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}

@@ -1,7 +1,7 @@
 """Loading the run's models ahead of the stages that use them, on a helper thread.
 
 The CLI starts ``start_preload`` right after it has forked the local Prefect API server
-(flows/prefect_api.py): loading the bundle, captioner, scorer and audio taggers takes ~1.4 s
+(flows/prefect_api.py): loading the bundle, captioner and scorer takes ~1–1.5 s
 that would otherwise sit on the run's critical path. On the thread it overlaps the server's
 start, the flow run's creation and the first asset's probe, hashing and shot detection
 (ffmpeg subprocesses: the main thread waits on pipes, not on the GIL). The loaders are the
@@ -54,8 +54,9 @@ def _preload_prompt_models(settings: Settings, bundle: Path) -> None:
 
     tlogging.disable_progress_bar()
     tlogging.set_verbosity_error()
-    from tasks.prompts import _load_models, _real_taggers
+    from tasks.prompts import _load_models
 
+    # Not the audio taggers: they judge an audible original soundtrack only, which archive
+    # footage mostly lacks; the first asset that has one loads them (tasks/prompts.py).
     _load_models(str(bundle), str(bundle) if (bundle / "scorer").is_dir() else None,
                  settings.device)
-    _real_taggers()

@@ -399,8 +399,10 @@ def scene_prompts(frames: np.ndarray, captioner_dir: str | Path, scorer_dir: str
                   device: str = "cpu") -> ScenePrompts:
     """``propose_scene_prompts`` with models from local directories (cached per process)."""
     captioner, scorer = _load_models(str(captioner_dir), str(scorer_dir) if scorer_dir else None, device)
+    # The taggers only judge an audible original soundtrack: silent footage never loads them.
+    audible = original_audio is not None and not is_silent(original_audio)
     return propose_scene_prompts(frames, captioner, k=k, seed=seed, scorer=scorer, original_audio=original_audio,
-                                 sample_rate=sample_rate, taggers=_real_taggers() if use_taggers else (),
+                                 sample_rate=sample_rate, taggers=_real_taggers() if use_taggers and audible else (),
                                  user_prompts=user_prompts, mode=mode)
 
 
