@@ -26,6 +26,14 @@ def register(cli: click.Group) -> None:
 
         s = _settings(ctx, database_url=db_url)
         token = os.environ.get("STEPFOLEY_DASHBOARD_TOKEN") or None
+        if token:
+            # Write actions run regenerate_track in this process: fork its Prefect API now,
+            # while this process has one thread, so it ends with the dashboard even when that
+            # is killed (Prefect's own server, started later from a thread, outlived a
+            # dashboard stopped with SIGKILL; flows/prefect_api.py).
+            from flows.prefect_api import start_local_api
+
+            start_local_api()
         app = create_app(s.db_url, s.data_dir, token, settings=s.to_json())
         uvicorn.run(app, host=host, port=port, log_level="info")
 
@@ -46,6 +54,10 @@ def register(cli: click.Group) -> None:
         from flows.cli import _settings
 
         s = _settings(ctx)
-        result = regenerate_track(asset, scene, track, prompt=prompt, seed=seed, beta=beta,
-                                  delete=delete, settings=s.to_json())
+        from flows.prefect_api import local_run_settings, start_local_api
+
+        api = start_local_api()  # forked, ends with this process (flows/prefect_api.py)
+        with local_run_settings(api):
+            result = regenerate_track(asset, scene, track, prompt=prompt, seed=seed, beta=beta,
+                                      delete=delete, settings=s.to_json())
         click.echo(json.dumps(result, default=str, indent=2))

@@ -172,9 +172,30 @@ def test_dashboard_in_chromium(tmp_path: Path, tiny_bundle: Path, demo_footage: 
         assert v2 and all(t["status"] == "current" and t["seed"] == 9 for t in v2)
         page.ws.close()
     finally:
+        helpers = _children(server.pid)  # the dashboard's Prefect API server among them
         for p in (browser, server):
             p.terminate()
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+    # However the dashboard ended (SIGTERM, or SIGKILL after 10 s), nothing it started is left.
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert helpers and not [pid for pid in helpers if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
