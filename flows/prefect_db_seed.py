@@ -8,7 +8,8 @@ the same file every time, so it is made once per machine and Prefect version and
 
 1. ``seed_database()`` (before the server starts): when the database does not exist and a
    template for this Prefect version and migration set exists, copy the template to a
-   temporary file beside the database and ``link(2)`` it into place. ``link`` never replaces an
+   temporary file beside the database, switch the copy to WAL mode (as Prefect's own
+   migration leaves a database) and ``link(2)`` it into place. ``link`` never replaces an
    existing file, so two runs starting together in one data dir cannot swap a database under
    a server that already opened it (a rename could).
 2. ``build_template()`` (in the server, when step 1 found no template): migrate the new
@@ -80,10 +81,11 @@ def seed_database() -> bool:
     tmp = db.with_name(f".{db.name}.seed-{os.getpid()}")
     try:
         shutil.copyfile(template, tmp)
+        _to_wal(tmp)
         os.link(tmp, db)
     except FileExistsError:  # another run created it meanwhile: theirs stands
         return False
-    except OSError as exc:  # no template copy; Prefect migrates as usual
+    except (OSError, sqlite3.Error) as exc:  # no template copy; Prefect migrates as usual
         log.debug("seeding the Prefect database failed: %s", exc)
         return False
     finally:
@@ -117,6 +119,21 @@ def build_template() -> bool:
         tmp.unlink(missing_ok=True)
         return False
     return True
+
+
+def _to_wal(path: Path) -> None:
+    """Put the private copy in write-ahead-log mode, as a database Prefect migrated itself is.
+
+    The template is kept as one self-contained file (rollback journal). Seeded as it is, the
+    server's first connections would each try to switch it to WAL on connect (Prefect's
+    per-connection pragma), a change that needs the database to itself while the server's
+    services open theirs; done here, on the private copy, nothing can compete for it."""
+    con = sqlite3.connect(path)
+    try:
+        if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            raise sqlite3.OperationalError(f"{path}: could not switch to WAL")
+    finally:
+        con.close()
 
 
 async def _migrate() -> None:

@@ -148,12 +148,19 @@ def test_seeding_never_replaces_an_existing_database(tmp_path: Path, monkeypatch
 
     from flows.prefect_db_seed import seed_database, template_path
 
+    import sqlite3
+
     monkeypatch.setenv("STEPFOLEY_CACHE_DIR", str(tmp_path / "cache"))
     template_path().parent.mkdir(parents=True)
-    template_path().write_bytes(b"template")
+    with sqlite3.connect(template_path()) as con:  # a rollback-journal file, as templates are
+        con.execute("create table marker (x)")
     db = tmp_path / "home" / "prefect.db"
     with temporary_settings(updates={PREFECT_API_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{db}"}):
-        assert seed_database() is True and db.read_bytes() == b"template"
+        assert seed_database() is True
+        con = sqlite3.connect(db)
+        assert con.execute("select name from sqlite_master").fetchall() == [("marker",)]
+        assert con.execute("pragma journal_mode").fetchone() == ("wal",)  # as Prefect leaves it
+        con.close()
         db.write_bytes(b"in use")
         assert seed_database() is False and db.read_bytes() == b"in use"
         assert sorted(p.name for p in db.parent.iterdir()) == ["prefect.db"]  # no temp left
