@@ -39,7 +39,8 @@ def main(bundle: str, n: int = 22) -> dict:
         cls = fw.CLASSES[i % len(fw.CLASSES)]
         sc = fw.make_scene(base + i, 8.0, 1, 64, classes=[cls])
         wave = np.asarray(sc.sources[0].audio, dtype=np.float32)
-        for judged, w in ((truth, wave), (round_trip, pipe.decode_latent(pipe.encode_audio(wave, 8.0), len(wave)))):
+        decoded = pipe.decode_latent(pipe.encode_audio(wave, 8.0), len(wave))
+        for judged, w in ((truth, wave), (round_trip, decoded)):
             s = ev.class_scores(w, 16000)
             judged.append(float(max(s, key=s.get) == cls))
         out = pipe.generate_track(fw.model_video(sc.frames), 8.0,

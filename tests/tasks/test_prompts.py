@@ -184,3 +184,19 @@ def test_stage_on_foleyworld_orders_and_leaves_out_what_is_there() -> None:
     print(f"present dropped {present_dropped}/{present_total}, absent kept {absent_kept}/{absent_total}")
     assert present_total >= 6 and absent_total >= 6
     assert present_dropped / present_total >= 0.8 and absent_kept / absent_total >= 0.8
+
+
+def test_silent_footage_never_loads_the_audio_taggers(rain: tuple[np.ndarray, int]) -> None:
+    """The taggers only judge an audible original soundtrack: the stage on footage without one
+    (or with a silent one) does not load them; an audible one does."""
+    from tasks.prompts import _real_taggers, scene_prompts
+    from tests.models.test_captioner import foley_captioner_dir
+
+    captioner = foley_captioner_dir()
+    _real_taggers.cache_clear()  # type: ignore[attr-defined]
+    scene_prompts(FRAMES, captioner, k=2)
+    scene_prompts(FRAMES, captioner, k=2, original_audio=np.zeros(16000, np.float32), sample_rate=16000)
+    assert _real_taggers.cache_info().currsize == 0  # type: ignore[attr-defined]
+    audio, sr = rain
+    scene_prompts(FRAMES, captioner, k=2, original_audio=audio, sample_rate=sr)
+    assert _real_taggers.cache_info().currsize == 1  # type: ignore[attr-defined]
