@@ -19,7 +19,9 @@ Training recipe: AdamW (lr 2e-3, wd 1e-4), cosine decay, batch 16 of 4 s crops. 
 example is, with probability ¼, a raw crop of an evaluator-group recording (single label);
 otherwise an evaluator-split scene, half the time one source alone (single label) and half
 the whole mixture (all its classes); then a random spectral tilt and ±1.5 semitone pitch
-(``_colour``) and a random gain of −24…+3 dB (peak kept < 1). The batch for step ``s`` is a pure
+(``_colour``) and a random gain of −24…+3 dB (peak kept < 1), and half the time a steady
+noise floor of −85…−45 dBFS (``noise_floor``: the judge must not take digital silence for a
+class cue). The batch for step ``s`` is a pure
 function of ``(seed, s)``, so a run resumed from its last checkpoint continues identically.
 """
 
@@ -146,6 +148,21 @@ def _colour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))).astype(np.float32)
 
 
+def noise_floor(rng: np.random.Generator, n: int, level_dbfs: float) -> np.ndarray:
+    """A steady noise floor at ``level_dbfs`` RMS, white to gently tilted (``_colour``'s tilt).
+
+    FoleyWorld's sources and the real recordings are often digitally silent between events;
+    generated audio never is (a vocoder leaves a low-level floor). A judge trained without a
+    floor learned silence as a cue: a −60 dBFS white floor under held-out ground truth turned
+    its top-1 from 95 % to 75 % (dog, footsteps → clock; knocking → fire), and the bundle
+    codec's round trip of the same clips scored 80 % whatever the codec's log floor."""
+    a = rng.uniform(-0.9, 0.9)
+    w = rng.standard_normal(n)
+    w = w + a * np.diff(w, prepend=w[:1])
+    w *= 10 ** (level_dbfs / 20) / (np.sqrt((w ** 2).mean()) + 1e-12)
+    return w.astype(np.float32)
+
+
 def _example(seed: int, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """One training crop and its multi-hot target.
 
@@ -168,8 +185,10 @@ def _example(seed: int, rng: np.random.Generator, n: int) -> tuple[np.ndarray, n
         wave = full[start:start + n]
     wave = _colour(wave, rng)
     peak = float(np.abs(wave).max()) + 1e-6
-    gain = min(10 ** (rng.uniform(-24, 3) / 20), 0.99 / peak)
+    gain = min(10 ** (rng.uniform(-24, 3) / 20), 0.95 / peak)
     crop = (wave * gain).astype(np.float32)
+    if rng.random() < 0.5:
+        crop = crop + noise_floor(rng, n, rng.uniform(-85.0, -45.0))
     y = np.array([c in present for c in fw.CLASSES], np.float32)
     return crop, y
 

@@ -483,6 +483,9 @@ def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_fea
 
 
 CODEC_LOG_FLOOR = 5e-2
+# 32 ms window, 16 ms hop, 32 mel bands, two frames per 64-dim latent token (31.25 tokens/s):
+# see models/codec.py.
+CODEC_ANALYSIS = {"n_fft": 512, "hop_length": 256, "n_mels": 32, "frames_per_latent": 2}
 
 
 def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CODEC_LOG_FLOOR) -> MelCodec:
@@ -498,7 +501,7 @@ def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CO
     scenes): evaluator top-1 27 % at ε = 1e-5, 61 % at 1e-2, 64 % at 0.05."""
     from models import foleyworld as fw
 
-    codec = MelCodec(log_floor=log_floor)
+    codec = MelCodec(log_floor=log_floor, **CODEC_ANALYSIS)
     waves = []
     for s in seeds:
         sc = fw.make_scene(int(s), duration, None, 64)
@@ -560,7 +563,7 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 1500,
     tokenizer = build_tokenizer(caption_vocabulary(), max_length=16)
     if text_warmup_steps and not (run_dir / "state.pt").exists():
         pretrain_text_encoder(text_encoder, tokenizer, text_warmup_steps, seed)
-    net = MMAudio.from_preset("tiny")
+    net = MMAudio.from_preset("tiny", latent_dim=codec.latent_dim)
     net.empty_string_feat.requires_grad_(True)  # our null text is learned, not an encoder output
     bank = build_bank(seeds, 8.0, codec, video_features)
     cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=min(100, max(1, steps // 10)),

@@ -88,3 +88,24 @@ def test_static_threshold_bounds_extrapolated_latents() -> None:
     unclipped.mu.copy_(codec.mu)
     unclipped.sigma.copy_(codec.sigma)
     assert unclipped.decode(z + 6.0).abs().max() > 10 * loud.abs().max()
+
+
+def test_stacked_frames_keep_the_latent_rate_and_invert_like_the_fine_codec() -> None:
+    """k = 2 frames per token at hop 256: the same 31.25 tokens/s, twice the dims, and exactly
+    the fine codec's analysis and synthesis (the stacking is a reshape, nothing else)."""
+    fine = MelCodec(n_fft=512, hop_length=256)
+    stacked = MelCodec(n_fft=512, hop_length=256, frames_per_latent=2)
+    waves = [_test_signal(seed=s) for s in range(2)]
+    fine.fit_normalization(waves)
+    stacked.fit_normalization(waves)
+    assert stacked.latent_rate == 31.25 and stacked.latent_dim == 128
+    assert stacked.num_latent_frames(8.0) == 250 and stacked.num_samples(250) == 128000
+    wave = _test_signal()
+    z_fine, z = fine.encode(wave), stacked.encode(wave)
+    assert z.shape == (1, 125, 128)
+    assert torch.equal(z, z_fine.reshape(1, 125, 128))
+    assert torch.equal(stacked.decode(z), fine.decode(z_fine))
+    # A length that is not a whole number of tokens pads to whole tokens (never drops audio).
+    odd = stacked.encode(wave[:, :16000 + 300])
+    assert odd.shape == (1, math.ceil((16000 + 300) / 512), 128)
+    assert stacked.decode(odd).shape[-1] == odd.shape[1] * 512

@@ -43,3 +43,18 @@ def test_deterministic_given_seed_and_threads(tmp_path: Path) -> None:
     a = ev.train_evaluator(tmp_path / "a", steps=2, seed=5, batch=2, heldout=False)
     b = ev.train_evaluator(tmp_path / "b", steps=2, seed=5, batch=2, heldout=False)
     assert a["log"] == b["log"]
+
+
+def test_training_crops_are_not_all_digitally_silent_between_events() -> None:
+    """The judge must not learn digital silence as a class cue: about half the crops carry a
+    steady floor of −85…−45 dBFS, so their quietest 10 ms is not digital silence (without the
+    floor 7 of these 24 crops are not silent somewhere, the dense sources; with it 14)."""
+    floor = ev.noise_floor(np.random.default_rng(0), 16000, -60.0)
+    assert abs(20 * np.log10(np.sqrt((floor ** 2).mean())) + 60.0) < 0.01
+    n = int(ev.CROP_S * fw.SAMPLE_RATE)
+    floored = 0
+    for i in range(24):
+        crop, _ = ev._example(fw.SPLITS["evaluator"].start + i, np.random.default_rng([0, i]), n)
+        quietest = np.abs(crop[: n // 160 * 160].reshape(-1, 160)).max(axis=1).min()
+        floored += int(quietest > 10 ** (-95 / 20))
+    assert 11 <= floored <= 20, floored
