@@ -137,7 +137,7 @@ class MelCodec(ModelMixin, ConfigMixin):
     @property
     def stack(self) -> int:
         """Analysis frames per latent token (k)."""
-        return int(getattr(self.config, "frames_per_latent", 1) or 1)
+        return int(self.config.frames_per_latent)
 
     @property
     def latent_hop(self) -> int:
