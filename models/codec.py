@@ -33,15 +33,26 @@ Decoding inverts each step:
                                                                     a flat spectrum maps to itself)
     Ŝ ← Ŝ ⊙ (Fᵀ M̂) / (Fᵀ F Ŝ + δ)   (a few multiplicative NNLS steps on ‖F Ŝ − M̂‖², keeps Ŝ ≥ 0)
 
-then Ŝ is linearly interpolated in time to a 4× finer hop (hop / 4: 87.5 % overlap, where
-Griffin-Lim is far better conditioned than at 50 %), and the phase is recovered with the fast
-Griffin-Lim algorithm (Perraudin et al. 2013), with momentum γ:
+and the phase is recovered with the fast Griffin-Lim algorithm (Perraudin et al. 2013) on the
+analysis grid itself (50 % overlap at n_fft = 2 · hop), with momentum γ:
 
     c_n   = STFT(ISTFT(Ŝ ⊙ e^{i∠t_{n−1}}))           (project onto consistent spectrograms)
     t_n   = c_n + γ (c_n − c_{n−1})                   (momentum; γ = 0.99)
 
 for an explicit number of iterations, starting from a phase drawn from a fixed-seed generator,
 so decoding is deterministic. Output length is T · k · hop samples.
+
+``griffin_lim_oversample`` o > 1 instead runs Griffin-Lim at hop / o on magnitudes linearly
+interpolated between analysis frames (better conditioned in theory, 87.5 % overlap at o = 4).
+It is off by default because the interpolation smears onsets: between a silent frame and an
+onset frame the interpolated frames ask for half the onset's magnitude *before* it, and
+Griffin-Lim obliges with pre-echo. Measured on a train of 12 ms-decay noise bursts through the
+shipped analysis (n_fft 512, hop 256, 32 bands, k = 2): energy 10–50 ms before each onset
+31.8 dB under the onset at o = 1, 24.3 dB at o = 2, 22.2 dB at o = 4 (the 1024/512 codec:
+15.4 vs 13.3 dB). On held-out FoleyWorld sources (8 per class, shipped judge) o = 1 is as good
+or better for every class — footsteps 6/8 against 2/8 at o = 4 (the rest heard as a dog) —
+and decodes 3.5× faster (0.32 vs 1.1 s per 8 s, one thread). The shipped bundle's top-1 went
+from 59 % to 70 % (n = 44) with this decode alone.
 """
 
 from __future__ import annotations
@@ -104,7 +115,7 @@ class MelCodec(ModelMixin, ConfigMixin):
         latent_std: Sequence[float] | None = None,
         griffin_lim_iters: int = 32,
         griffin_lim_momentum: float = 0.99,
-        griffin_lim_oversample: int = 4,
+        griffin_lim_oversample: int = 1,
         nnls_iters: int = 8,
         phase_seed: int = 0,
         latent_max: float | None = 1.6,

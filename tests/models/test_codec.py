@@ -109,3 +109,35 @@ def test_stacked_frames_keep_the_latent_rate_and_invert_like_the_fine_codec() ->
     odd = stacked.encode(wave[:, :16000 + 300])
     assert odd.shape == (1, math.ceil((16000 + 300) / 512), 128)
     assert stacked.decode(odd).shape[-1] == odd.shape[1] * 512
+
+
+def _bursts(seconds: float = 4.0, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """Footstep-like noise bursts (12 ms decay) every 0.37 s, silence between: pure onsets."""
+    sr = 16000
+    gen = torch.Generator().manual_seed(seed)
+    wave, onsets = torch.zeros(int(seconds * sr)), []
+    length = int(0.06 * sr)
+    decay = torch.exp(-torch.arange(length) / (0.012 * sr))
+    for k in range(int((seconds - 0.4) / 0.37) + 1):
+        i = int((0.2 + 0.37 * k) * sr)
+        wave[i:i + length] += 0.5 * torch.randn(length, generator=gen) * decay
+        onsets.append(i)
+    return wave[None], onsets
+
+
+def test_decode_keeps_onsets_free_of_pre_echo() -> None:
+    """The shipped analysis's decode puts ≥ 28 dB between an onset and the 10–50 ms before it.
+    Griffin-Lim on a 4× oversampled hop (interpolated magnitudes) gave 22 dB there: the
+    smear that made every decoded footstep a dog to the judge."""
+    from models.train import CODEC_ANALYSIS, CODEC_LOG_FLOOR
+
+    codec = MelCodec(log_floor=CODEC_LOG_FLOOR, **CODEC_ANALYSIS)
+    wave, onsets = _bursts()
+    codec.fit_normalization([wave])
+    out = codec.decode(codec.encode(wave))[0]
+    ratios = []
+    for i in onsets:
+        before = out[i - 800: i - 160].pow(2).mean()
+        after = out[i: i + 640].pow(2).mean()
+        ratios.append(10 * math.log10(after / (before + 1e-12)))
+    assert sum(ratios) / len(ratios) >= 28.0, ratios
