@@ -483,9 +483,10 @@ def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_fea
 
 
 CODEC_LOG_FLOOR = 5e-2
-# 32 ms window, 16 ms hop, 32 mel bands, two frames per 64-dim latent token (31.25 tokens/s):
-# see models/codec.py.
-CODEC_ANALYSIS = {"n_fft": 512, "hop_length": 256, "n_mels": 32, "frames_per_latent": 2}
+# 32 ms window, 16 ms hop, 32 mel bands, two frames per 64-dim latent token (31.25 tokens/s),
+# Griffin-Lim on the analysis hop itself: see models/codec.py.
+CODEC_ANALYSIS = {"n_fft": 512, "hop_length": 256, "n_mels": 32, "frames_per_latent": 2,
+                  "griffin_lim_oversample": 1}
 
 
 def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CODEC_LOG_FLOOR) -> MelCodec:

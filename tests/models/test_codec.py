@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from models.codec import MelCodec
@@ -141,3 +142,9 @@ def test_decode_keeps_onsets_free_of_pre_echo() -> None:
         after = out[i: i + 640].pow(2).mean()
         ratios.append(10 * math.log10(after / (before + 1e-12)))
     assert sum(ratios) / len(ratios) >= 28.0, ratios
+
+
+def test_decode_without_overlap_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="50 % overlap"):
+        MelCodec(n_fft=512, hop_length=512, griffin_lim_oversample=1)
+    assert MelCodec(n_fft=512, hop_length=512, griffin_lim_oversample=2).decode(torch.zeros(1, 4, 64)).shape == (1, 2048)
