@@ -33,8 +33,9 @@ Decoding inverts each step:
                                                                     a flat spectrum maps to itself)
     Ŝ ← Ŝ ⊙ (Fᵀ M̂) / (Fᵀ F Ŝ + δ)   (a few multiplicative NNLS steps on ‖F Ŝ − M̂‖², keeps Ŝ ≥ 0)
 
-and the phase is recovered with the fast Griffin-Lim algorithm (Perraudin et al. 2013) on the
-analysis grid itself (50 % overlap at n_fft = 2 · hop), with momentum γ:
+and the phase is recovered with the fast Griffin-Lim algorithm (Perraudin et al. 2013), on the
+analysis grid itself (o = 1; 50 % overlap at n_fft = 2 · hop) or on a finer one (below), with
+momentum γ:
 
     c_n   = STFT(ISTFT(Ŝ ⊙ e^{i∠t_{n−1}}))           (project onto consistent spectrograms)
     t_n   = c_n + γ (c_n − c_{n−1})                   (momentum; γ = 0.99)

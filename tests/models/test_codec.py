@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.codec import MelCodec
+from models.train import CODEC_ANALYSIS, CODEC_LOG_FLOOR
 
 
 def _test_signal(seconds: float = 4.0, seed: int = 0) -> torch.Tensor:
@@ -130,8 +131,6 @@ def test_decode_keeps_onsets_free_of_pre_echo() -> None:
     """The shipped analysis's decode puts ≥ 28 dB between an onset and the 10–50 ms before it.
     Griffin-Lim on a 4× oversampled hop (interpolated magnitudes) gave 22 dB there: the
     smear that made every decoded footstep a dog to the judge."""
-    from models.train import CODEC_ANALYSIS, CODEC_LOG_FLOOR
-
     codec = MelCodec(log_floor=CODEC_LOG_FLOOR, **CODEC_ANALYSIS)
     wave, onsets = _bursts()
     codec.fit_normalization([wave])
