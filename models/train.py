@@ -547,7 +547,7 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
     return acc
 
 
-def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 1500, batch: int = 8,
+def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
                minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
@@ -594,7 +594,7 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 1500,
     return summary
 
 
-def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 600, batch: int = 8,
+def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                    scenes: int = 400, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """u_ψ as the paper: base frozen; target = one 4 s half of a scene's soundtrack, condition =
     the other half (same scene, never overlapping), video of the target half, text null."""
@@ -684,12 +684,12 @@ def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 
     results: dict[str, Any] = {}
     t0 = time.time()
     if component in ("base", "all"):
-        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 1500,
+        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 3000,
                                      minutes=(minutes * 0.45 if minutes and component == "all" else minutes),
                                      quiet=quiet)
     if component in ("guidance", "all"):
-        results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or 600,
-                                             minutes=(minutes * 0.2 if minutes and component == "all" else minutes),
+        results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
+                                             minutes=(minutes * 0.3 if minutes and component == "all" else minutes),
                                              quiet=quiet)
     if component in ("base", "guidance", "all") and (out / "controlnet").is_dir() and (out / "transformer").is_dir():
         assemble_bundle(out)
