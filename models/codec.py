@@ -54,8 +54,8 @@ analysis, so the class default (MMAudio's 1024/512 layout) keeps o = 4 and the s
   and Griffin-Lim obliges with pre-echo. On a train of 12 ms-decay noise bursts the energy
   10–50 ms before each onset is 31.8 dB under the onset at o = 1, 24.3 dB at o = 2, 22.2 dB at
   o = 4; footsteps come back as footsteps (6/8 held-out sources) instead of a dog (2/8). It
-  also decodes 3.5× faster (0.32 vs 1.1 s per 8 s, one thread). The shipped bundle's
-  single-prompt top-1 went from 59 % to 70 % (n = 44) with this decode alone.
+  also decodes 3.5× faster (0.32 vs 1.1 s per 8 s, one thread). The bundle's single-prompt
+  top-1 (the weights shipped that morning) went from 59 % to 70 % (n = 44) with this decode alone.
 * n_fft 1024 / hop 512: o = 4 82 %, o = 1 73 %: at a 32 ms hop and 50 % overlap Griffin-Lim
   leaves a frame-rate (31 Hz) modulation on noise, and rain, waves and chainsaw are heard as a
   helicopter.
