@@ -20,11 +20,12 @@ a lossless reshape, so the network's sequence stays 250 tokens per 8 s while the
 shrinks. Why: with the 64 ms window (n_fft 1024) the held-out FoleyWorld sources' encode → decode
 round trip is judged correct 80–82 % of the time against 95 % for the sources themselves (every
 knock heard as a clock tick: the window smears the transients); n_fft 512 at hop 256 gives
-91–93 % with 64 bands and 86–89 % with 32 (``benchmarks/codec_ceiling.py``, two judges). The
-shipped bundle uses n_fft 512, hop 256, 32 bands, k = 2: 64-dim tokens, as before. With 64 bands
-(128-dim tokens) the tiny network learned twice as slowly (flow loss 0.67 vs 0.26 after 1500
-steps) and its tracks were judged worse (48 % vs 59 % top-1), so the token width, not the
-analysis, is what the network's budget can afford.
+95 % with 64 bands and 91 % with 32 (``benchmarks/codec_ceiling.py``, decoded on the analysis
+hop). The shipped bundle uses n_fft 512, hop 256, 32 bands, k = 2: 64-dim tokens, as before.
+With 64 bands (128-dim tokens) the tiny network learned about half as fast (flow loss 0.67 vs
+0.26 after 1500 steps; 0.32 after 4500) and its tracks were judged worse (64 % top-1 after
+4500 steps against 75 % for the shipped 3000-step base), so the token width, not the analysis,
+is what the network's budget can afford.
 
 Decoding inverts each step:
 
