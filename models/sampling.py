@@ -26,7 +26,8 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator, dtype: tor
 def time_grid(num_steps: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
     """``linspace(0, 1, N + 1)``: the uniform grid the official sampler uses."""
     if num_steps < 1:
-        raise ValueError("num_steps must be >= 1")
+        # Zero steps would hand back the starting noise as if it were audio.
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
     return torch.linspace(0.0, 1.0, num_steps + 1, dtype=dtype, device=device)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.sampling import euler_sample, initial_noise, sample, time_grid
@@ -36,3 +37,28 @@ def test_generator_determinism() -> None:
     c = sample(fn, (2, 4, 3), 3, torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(initial_noise((3,), torch.Generator().manual_seed(0)), torch.randn(3, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("steps", [0, -1, -25])
+def test_fewer_than_one_step_is_refused(steps: int) -> None:
+    """0 steps would return the starting noise as the sample: refuse, before any evaluation."""
+    calls: list[float] = []
+
+    def fn(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        calls.append(float(t))
+        return x
+
+    with pytest.raises(ValueError, match=rf"num_steps must be an integer >= 1, got {steps}"):
+        euler_sample(fn, torch.ones(3), steps)
+    with pytest.raises(ValueError, match="num_steps"):
+        sample(fn, (3,), steps, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="num_steps"):
+        time_grid(steps)
+    assert calls == []
+
+
+def test_one_step_is_one_full_euler_step() -> None:
+    x0 = torch.tensor([2.0, -1.0])
+    seen: list[float] = []
+    out = euler_sample(lambda t, x: seen.append(float(t)) or 3 * x, x0, 1)
+    assert seen == [0.0] and torch.equal(out, x0 + 3 * x0)

@@ -95,11 +95,16 @@ def test_versions_status_and_detail(engine) -> None:  # type: ignore[no-untyped-
         assert [t["version"] for t in detail["windows"][0]["tracks"]] == [1, 2]
         with pytest.raises(ValueError):
             r.set_track_status(s, t1, "bogus")
-    assert r.find_asset  # by id and by sha prefix
-    with session_scope(engine) as s:
+    with session_scope(engine) as s:  # by id and by sha prefix
         assert r.find_asset(s, SHA[:10])["id"] == a["id"]
+        assert r.find_asset(s, f" {SHA[:10].upper()} ")["id"] == a["id"]
         assert r.find_asset(s, str(a["id"]))["id"] == a["id"]
         assert r.find_asset(s, "ffffffff") is None
+        assert r.find_asset(s, SHA[:5]) is None  # too short to name an asset
+        twin = r.upsert_asset(s, sha256=SHA[:8] + "f" * 56, uri="/twin.mp4")
+        assert r.find_asset(s, SHA[:8]) is None  # ambiguous: two assets share it
+        assert r.find_asset(s, SHA[:9])["id"] == a["id"]
+        assert r.find_asset(s, twin["sha256"][:9])["id"] == twin["id"]
 
 
 def test_claims_exactly_one_winner_and_expiry(engine) -> None:  # type: ignore[no-untyped-def]
