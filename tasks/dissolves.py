@@ -1,0 +1,124 @@
+"""Dissolves (cross-fades between two shots), read off the thumbnails of tasks/frame_stats.py.
+
+During a dissolve from picture A to picture B every frame is a blend,
+F_j = (1 − α_j)·A + α_j·B with α rising from 0 to 1, so per frame the picture changes only a
+little (AdaptiveDetector sees no cut) while over the whole transition it changes as much as at
+a cut. With thumbnails g (16×9, grey, as vectors) and a span [a, b] = [m − h, m + h]:
+
+1. **Change.** D = mean|g_b − g_a| ≥ 18 grey levels, and the mean-removed thumbnails of the
+   ends correlate by at most 0.8 (both with a spatial std ≥ 6): the picture changed, not
+   just its brightness or contrast (flicker, exposure, a fade, which tasks/fades.py handles).
+2. **Spread.** No single step carries it: max_{a<j≤b} mean|g_j − g_{j−1}| ≤ 0.5·D (a cut
+   inside the span is a cut, not a dissolve).
+3. **Blend.** Each frame between is the blend of the ends: with
+   α_j = ⟨g_j − g_a, g_b − g_a⟩ / ‖g_b − g_a‖² the residual
+   ‖g_j − g_a − α_j(g_b − g_a)‖ / ‖g_b − g_a‖ ≤ 0.3, and α_j never falls by more than
+   0.15 from one frame to the next. A camera move also changes the picture gradually, but its
+   middle frames show a shifted scene, not a double exposure of the ends: a large residual.
+4. **Stillness at the ends.** The change per frame just outside the span (over ``EDGE`` frames
+   each side) is at most the average change per frame inside it, D/(b − a): a pan or a
+   zoom that goes on is not a transition.
+
+Half-lengths h run over 0.1 … 1.6 s (dissolves of 0.2 … 3.2 s). Accepted spans that overlap
+are one dissolve; on the widest, the transition runs from the last frame with α ≤ 0.05 to the
+first with α ≥ 0.95, and the boundary goes to the first frame with α ≥ 0.5 (its midpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CHANGE_MIN = 18.0
+CORR_MAX = 0.8
+FLAT_STD = 6.0
+SPREAD = 0.5
+RESIDUAL_MAX = 0.3
+ALPHA_DROP = 0.15
+EDGE = 3
+HALF_LENGTHS_S = (0.1, 0.16, 0.25, 0.4, 0.6, 1.0, 1.6)
+
+
+@dataclass(frozen=True)
+class Dissolve:
+    start: int  # last frame of A alone
+    mid: int    # first frame that is more B than A: the boundary
+    end: int    # first frame of B alone
+
+
+def _blend(g: np.ndarray, a: int, b: int) -> tuple[np.ndarray, float] | None:
+    """(α_j for j = a … b, largest residual) of the frames between ``a`` and ``b``."""
+    diff = g[b] - g[a]
+    norm2 = float(diff @ diff)
+    if norm2 <= 0:
+        return None
+    seg = g[a:b + 1] - g[a]
+    alpha = seg @ diff / norm2
+    resid = np.linalg.norm(seg - alpha[:, None] * diff[None, :], axis=1) / np.sqrt(norm2)
+    return alpha, float(resid.max())
+
+
+def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None = None) -> list[Dissolve]:
+    """Dissolves in a (N, 9, 16) thumbnail series; frames where ``excluded`` is true (those of
+    fades) are never part of one."""
+    n = len(thumbs)
+    g = thumbs.reshape(n, -1).astype(np.float32)
+    if n < 5:
+        return []
+    centred = g - g.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    step = np.zeros(n, np.float32)
+    step[1:] = np.abs(np.diff(g, axis=0)).mean(axis=1)
+    bad = np.zeros(n, bool) if excluded is None else excluded.astype(bool)
+    spans: list[tuple[int, int]] = []
+    for h in sorted({max(2, int(round(x * fps))) for x in HALF_LENGTHS_S}):
+        if 2 * h + 2 * EDGE >= n:
+            break
+        m = np.arange(h + EDGE, n - h - EDGE)
+        a, b = m - h, m + h
+        big = np.abs(g[b] - g[a]).mean(axis=1)
+        na, nb = norms[a], norms[b]
+        corr = (centred[a] * centred[b]).sum(axis=1) / np.maximum(na * nb, 1e-6)
+        textured = np.minimum(na, nb) >= FLAT_STD * np.sqrt(g.shape[1])
+        # largest single step within (a, b]: windows of 2h steps starting at a + 1
+        peak = np.lib.stride_tricks.sliding_window_view(step, 2 * h).max(axis=1)[a + 1]
+        ok = (big >= CHANGE_MIN) & textured & (corr <= CORR_MAX) & (peak <= SPREAD * big)
+        for mi in np.flatnonzero(ok):
+            aa, bb, d = int(a[mi]), int(b[mi]), float(big[mi])
+            if bad[aa:bb + 1].any():
+                continue
+            rate = d / (bb - aa)
+            if max(step[aa - EDGE + 1:aa + 1].max(), step[bb + 1:bb + EDGE + 1].max()) > rate:
+                continue
+            fit = _blend(g, aa, bb)
+            if fit is None:
+                continue
+            alpha, resid = fit
+            if resid > RESIDUAL_MAX or (np.diff(alpha) < -ALPHA_DROP).any():
+                continue
+            spans.append((aa, bb))
+    out: list[Dissolve] = []
+    for aa, bb in _merge(spans):
+        fit = _blend(g, aa, bb)
+        if fit is None:
+            continue
+        alpha = fit[0]
+        lo = np.flatnonzero(alpha <= 0.05)
+        hi = np.flatnonzero(alpha >= 0.95)
+        half = np.flatnonzero(alpha >= 0.5)
+        start = aa + int(lo[lo < half[0]].max()) if len(lo[lo < half[0]]) else aa
+        end = aa + int(hi[hi > half[0]].min()) if len(hi[hi > half[0]]) else bb
+        out.append(Dissolve(start, aa + int(half[0]), end))
+    return out
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping spans → their union, one per dissolve."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
