@@ -147,11 +147,12 @@ def count_assets(session: Session, status: str | None = None, library: str | Non
 # ------------------------------------------------------------------ scenes, prompts, tracks
 def upsert_scene(session: Session, *, asset_id: int, index: int, window_index: int, start_s: float,
                  end_s: float, shot_start_s: float | None = None,
-                 shot_end_s: float | None = None) -> dict[str, Any]:
+                 shot_end_s: float | None = None, **transitions: Any) -> dict[str, Any]:
+    """``transitions``: start_transition, end_transition, start_transition_s, end_transition_s."""
     return _upsert(session, Scene, ["asset_id", "index", "window_index"],
                    {"asset_id": asset_id, "index": index, "window_index": window_index,
                     "start_s": start_s, "end_s": end_s, "shot_start_s": shot_start_s,
-                    "shot_end_s": shot_end_s})
+                    "shot_end_s": shot_end_s, **transitions})
 
 
 def scene_windows(session: Session, asset_id: int, index: int) -> list[dict[str, Any]]:

@@ -101,6 +101,12 @@ class Scene(Base):
     end_s: Mapped[float] = mapped_column(Float)
     shot_start_s: Mapped[float | None] = mapped_column(Float)
     shot_end_s: Mapped[float | None] = mapped_column(Float)
+    # how the shot begins and ends: start/end (of the asset), cut, fade, dissolve; and the
+    # transition's length on this shot's side (the sound's fade-in/out over a fade)
+    start_transition: Mapped[str | None] = mapped_column(String(16))
+    end_transition: Mapped[str | None] = mapped_column(String(16))
+    start_transition_s: Mapped[float | None] = mapped_column(Float)
+    end_transition_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -5,7 +5,8 @@ default disposition), the original soundtrack if there was one, then one stream 
 ("stem"), each titled with its prompt(s). MKV (default) carries everything as FLAC; MP4/MOV
 carry the mix and the original as AAC 192 kb/s and get the stems as sidecar FLAC files next
 to the video (``<name>.stem01.flac`` …), since players handle many MP4 audio tracks poorly.
-Chapters mark scene starts (an FFMETADATA input; MKV and MP4 both keep them).
+Chapters mark scene starts, titled with how each scene begins ("Scene 2 (fade)"), from an
+FFMETADATA input; MKV and MP4/MOV keep them and read back without warnings.
 
 The file is written under a temporary name in the output directory and renamed into place,
 then verified: stream count, audio and video durations within one frame of the source, and
@@ -18,7 +19,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import av
 
@@ -48,13 +49,28 @@ def _escape_meta(text: str) -> str:
     return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
 
 
-def _chapters_file(path: Path, scene_starts: list[float], duration: float) -> None:
+TRANSITION_NAMES = {"start": "", "cut": "cut", "fade": "fade", "dissolve": "dissolve"}
+
+
+def chapter_title(number: int, transition: str | None) -> str:
+    """"Scene 3 (fade)": the scene's number and how it begins (nothing for the asset start)."""
+    name = TRANSITION_NAMES.get(transition or "", transition or "")
+    return f"Scene {number}" + (f" ({name})" if name else "")
+
+
+def _chapters_file(path: Path, scene_starts: Sequence[float | Sequence[Any]], duration: float) -> None:
+    """FFMETADATA chapters; ``scene_starts`` items are a start time or [start time, transition]."""
     lines = [";FFMETADATA1"]
-    starts = sorted(set(round(s, 3) for s in scene_starts if 0 <= s < duration))
+    kinds: dict[float, str | None] = {}
+    for item in scene_starts:
+        t, kind = (float(item), None) if isinstance(item, (int, float)) else (float(item[0]), item[1])
+        if 0 <= t < duration:
+            kinds.setdefault(round(t, 3), kind)
+    starts = sorted(kinds)
     for i, s in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else duration
-        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={int(s * 1000)}", f"END={int(end * 1000)}",
-                  f"title={_escape_meta(f'Scene {i + 1}')}"]
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={int(round(s * 1000))}", f"END={int(round(end * 1000))}",
+                  f"title={_escape_meta(chapter_title(i + 1, kinds[s]))}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -77,8 +93,8 @@ def video_packets(path: str) -> tuple[int, float, str]:
 
 
 def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, container: str = "mkv",
-               name: str, has_original: bool, scene_starts: list[float], duration_s: float,
-               fps: float) -> OutputResult:
+               name: str, has_original: bool, scene_starts: Sequence[float | Sequence[Any]],
+               duration_s: float, fps: float) -> OutputResult:
     """Write ``out_dir/name.<container>`` (atomically) and verify it against the source."""
     src = from_uri(str(video))
     out_dir = Path(out_dir)
@@ -100,7 +116,12 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
         args += ["-map", "0:a:0"]
     for i in range(len(inline_stems)):
         args += ["-map", f"{2 + i}:a:0"]
-    args += ["-map_metadata", "-1", "-map_chapters", str(chap_idx), "-c:v", "copy"]
+    # Global and stream tags of the inputs are dropped; chapter titles are kept. A bare
+    # "-map_metadata -1" would drop the chapters' titles too, and the MP4 muxer then references
+    # a QuickTime chapter text track it never writes ("Referenced QT chapter track not found"
+    # on every read).
+    args += ["-map_metadata:g", "-1", "-map_metadata:s", "-1", "-map_chapters", str(chap_idx),
+             "-c:v", "copy"]
     if container == "mkv":
         # The mix and stems arrive as FLAC (tasks/mix.py writes them): their packets are copied,
         # not decoded and re-encoded, which was ~80 % of the mux time on a 2-minute asset.
@@ -112,8 +133,11 @@ def mux_output(video: Path | str, mix: dict[str, Any], out_dir: Path, *, contain
         args += ["-c:a", "aac", "-b:a", "192k"]
     titles = ["stepfoley mix"] + (["original"] if has_original else []) + [
         f"stem {s['order']}: {s['title']}" for s in inline_stems]
+    # MP4/MOV: the title goes in the track's handler name; as a udta "name" atom, ffmpeg's own
+    # reader warns "UDTA parsing failed retrying raw" on every read of titles over 4 characters.
+    key = "title" if container == "mkv" else "handler_name"
     for i, t in enumerate(titles):
-        args += [f"-metadata:s:a:{i}", f"title={t}", f"-metadata:s:a:{i}", "language=und",
+        args += [f"-metadata:s:a:{i}", f"{key}={t}", f"-metadata:s:a:{i}", "language=und",
                  f"-disposition:a:{i}", "default" if i == 0 else "0"]
     if container != "mkv":
         args += ["-movflags", "+faststart"]
@@ -150,7 +174,8 @@ def _verify(src: str, out: Path, expected_streams: int, duration_s: float, fps: 
             source: tuple[int, float, str]) -> dict[str, Any]:
     n_src, _, codec = source
     with open(out, "rb") as fh, av.open(fh) as c:
-        count = len(c.streams)
+        # MP4/MOV carry the chapters as a QuickTime text track (a data stream): not counted
+        count = sum(1 for s in c.streams if s.type in ("video", "audio"))
         audio = [a.codec_context.name for a in c.streams.audio]
         adur = [float(a.duration * a.time_base) for a in c.streams.audio if a.duration]
         total = (c.duration or 0) / 1e6

@@ -128,12 +128,14 @@ def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dic
     out = []
     with session(settings) as db:
         for w in windows:
+            how = {"start_transition": w.start_transition, "end_transition": w.end_transition,
+                   "start_transition_s": w.start_transition_s, "end_transition_s": w.end_transition_s}
             row = upsert_scene(db, asset_id=asset["id"], index=w.shot_index,
                                window_index=w.window_index, start_s=w.start_s, end_s=w.end_s,
-                               shot_start_s=w.shot_start_s, shot_end_s=w.shot_end_s)
+                               shot_start_s=w.shot_start_s, shot_end_s=w.shot_end_s, **how)
             out.append({"scene_id": row["id"], "scene_index": w.shot_index,
                         "window_index": w.window_index, "start_s": w.start_s, "end_s": w.end_s,
-                        "shot_start_s": w.shot_start_s, "shot_end_s": w.shot_end_s})
+                        "shot_start_s": w.shot_start_s, "shot_end_s": w.shot_end_s, **how})
     return out
 
 
@@ -192,7 +194,16 @@ def mix_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, A
                          loudness_lufs=result.loudness_lufs, true_peak_dbtp=result.true_peak_dbtp,
                          sample_rate=result.sample_rate, stems_json=result.stems)
     return {"id": row["id"], **result.to_json(), "has_original": original is not None,
-            "scene_starts": sorted({w["shot_start_s"] or w["start_s"] for w in windows})}
+            "scene_starts": _chapter_starts(windows)}
+
+
+def _chapter_starts(windows: list[dict[str, Any]]) -> list[list[Any]]:
+    """[shot start s, how the shot begins] per shot, for the output's chapter titles."""
+    starts: dict[float, str] = {}
+    for w in windows:
+        t = w["shot_start_s"] if w.get("shot_start_s") is not None else w["start_s"]
+        starts.setdefault(t, w.get("start_transition") or ("start" if t == 0 else "cut"))
+    return [[t, kind] for t, kind in sorted(starts.items())]
 
 
 def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,8 @@ def test_upgrade_is_idempotent_and_views_query(db_url: str) -> None:
 def test_downgrade_one_step_and_upgrade_again(db_url: str) -> None:
     upgrade(db_url)
     downgrade(db_url, "-1")
+    assert current(db_url) != heads()[0]
+    downgrade(db_url, "base")
     assert current(db_url) is None
     assert "asset" not in inspect(make_engine(db_url)).get_table_names()
     upgrade(db_url)
