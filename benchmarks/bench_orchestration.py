@@ -57,7 +57,7 @@ TIMED: list[tuple[str, str]] = [
     ("codec", "models.pipeline:StepByStepV2APipeline.decode_latent"),
     ("codec", "models.pipeline:StepByStepV2APipeline.encode_audio"),
     ("model load", "tasks.generate:load_bundle"),
-    ("model load", "tasks.prompts:_load_models"),
+    ("model load", "tasks.prompts:load_prompt_models"),
     ("model load", "tasks.prompts:_real_taggers"),
     ("ffmpeg / libav", "tasks.ffmpeg_bin:run_ffmpeg"),
     ("ffmpeg / libav", "tasks.frames:read_frames"),

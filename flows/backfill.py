@@ -11,6 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.process_asset import process_asset
 from tasks import stages
 from tasks.report import Progress, progress_key, report_run_task
+from tasks.warm_imports import import_pipeline_modules
 
 
 @task(name="claim-and-process", tags=["asset"])
@@ -33,6 +34,8 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
                      paths: list[str] | None = None,
                      run_id: int | None = None) -> dict[str, Any]:
     """Discover, register and process (bounded concurrency) the library's unfinished assets."""
+    # 0. before the task runner's threads: no module imported on two threads at once (#21)
+    import_pipeline_modules()
     s = stages.resolve_settings(settings)
     # 1. a run row (with the Prefect flow run id) for provenance
     if run_id is None:

@@ -67,17 +67,21 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     from flows.prefect_api import local_run_settings, start_local_api
     from tasks import stages
     from tasks.preload import start_preload
+    from tasks.warm_imports import import_pipeline_modules
 
     stages.check_bundle(settings)
     api = start_local_api()
+    # Before any helper thread starts: the preload, the progress display and Prefect's task
+    # threads would otherwise import torch/diffusers/transformers concurrently (issue #21).
+    import_pipeline_modules()
+    from flows.backfill import backfill_library
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     s = settings.to_json()
     run_id = stages.start_run(kind, {"library": str(library), "limit": limit}, s)
     preload = start_preload(settings)
     if api is not None:
         api.start()  # waits until it serves
-    from flows.backfill import backfill_library
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     flow_fn = backfill_library.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=settings.concurrency))
     # The flow runs on the main thread (task timeouts can interrupt it there); the progress

@@ -10,6 +10,7 @@ from prefect.transactions import CommitMode, transaction
 from flows.generate_scene import dispatch_generation
 from tasks import stages
 from tasks.errors import MediaError
+from tasks.warm_imports import import_pipeline_modules
 
 
 @flow(name="process-asset", flow_run_name="asset {path}", log_prints=False,
@@ -17,6 +18,7 @@ from tasks.errors import MediaError
 def process_asset(path: str, settings: dict[str, Any] | None = None,
                   run_id: int | None = None) -> dict[str, Any]:
     """Give one video its sound. Returns the asset's summary row (also recorded in the DB)."""
+    import_pipeline_modules()  # before any thread of ours or Prefect's imports lazily (#21)
     s = stages.resolve_settings(settings)
     try:
         # Each stage's cache record is written as soon as the stage ends (EAGER), not when an

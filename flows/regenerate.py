@@ -8,6 +8,7 @@ from prefect import flow
 
 from tasks import runs, stages
 from tasks.regenerate_task import regenerate_task
+from tasks.warm_imports import import_pipeline_modules
 
 
 @flow(name="regenerate-track", flow_run_name="regenerate {asset} scene {scene} track {track}",
@@ -16,6 +17,7 @@ def regenerate_track(asset: str, scene: int, track: int, prompt: str | None = No
                      seed: int | None = None, beta: float | None = None, delete: bool = False,
                      settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The review loop: a new version of track ``track`` of shot ``scene`` against the others."""
+    import_pipeline_modules()  # the dashboard runs this flow on job threads (#21)
     s = runs.resolve_settings(settings)
     # 1. provenance: a run of kind "regenerate" with the operator's parameters
     run_id = runs.start_run("regenerate", {"asset": asset, "scene": scene, "track": track,

@@ -17,7 +17,12 @@ import logging
 import threading
 from pathlib import Path
 
+import torch
+from transformers.utils import logging as tlogging
+
 from tasks.config import Settings
+from tasks.generate import load_bundle
+from tasks.prompts import load_prompt_models
 
 log = logging.getLogger("stepfoley.preload")
 
@@ -37,8 +42,6 @@ def preload_models(settings: Settings) -> None:
         if (bundle / "captioner").is_dir():
             _preload_prompt_models(settings, bundle)
         if not settings.gpu_deployment:  # otherwise the windows are generated elsewhere
-            from tasks.generate import load_bundle
-
             load_bundle(str(settings.bundle), settings.device, settings.threads)
     except Exception as exc:  # the stage reports it
         log.debug("preloading models failed: %s", exc)
@@ -47,16 +50,10 @@ def preload_models(settings: Settings) -> None:
 def _preload_prompt_models(settings: Settings, bundle: Path) -> None:
     # As tasks/asset_prompts.py sets up before its first scene_prompts call.
     if settings.device == "cpu":
-        import torch
-
         torch.set_num_threads(max(1, settings.threads))
-    from transformers.utils import logging as tlogging
-
     tlogging.disable_progress_bar()
     tlogging.set_verbosity_error()
-    from tasks.prompts import _load_models
-
     # Not the audio taggers: they judge an audible original soundtrack only, which archive
     # footage mostly lacks; the first asset that has one loads them (tasks/prompts.py).
-    _load_models(str(bundle), str(bundle) if (bundle / "scorer").is_dir() else None,
-                 settings.device)
+    load_prompt_models(str(bundle), str(bundle) if (bundle / "scorer").is_dir() else None,
+                       settings.device)

@@ -377,7 +377,7 @@ def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, see
 
 
 @loaded_once(maxsize=4)
-def _load_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
+def load_prompt_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
     """Captioner and scorer loaded once per worker process."""
     from models.captioner import load_captioner
     from models.scorer import load_scorer
@@ -398,7 +398,7 @@ def scene_prompts(frames: np.ndarray, captioner_dir: str | Path, scorer_dir: str
                   user_prompts: Sequence[UserPrompt] = (), mode: PromptMode = "extend",
                   device: str = "cpu") -> ScenePrompts:
     """``propose_scene_prompts`` with models from local directories (cached per process)."""
-    captioner, scorer = _load_models(str(captioner_dir), str(scorer_dir) if scorer_dir else None, device)
+    captioner, scorer = load_prompt_models(str(captioner_dir), str(scorer_dir) if scorer_dir else None, device)
     # The taggers only judge an audible original soundtrack: silent footage never loads them.
     audible = original_audio is not None and not is_silent(original_audio)
     return propose_scene_prompts(frames, captioner, k=k, seed=seed, scorer=scorer, original_audio=original_audio,

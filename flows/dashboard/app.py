@@ -89,6 +89,18 @@ def throughput_svg(rows: list[dict[str, Any]], width: int = 640, height: int = 1
     return "".join(parts)
 
 
+def _regenerate_flow() -> Any:
+    """The flow that write actions run on job threads, and everything it imports, imported
+    now on the starting thread: two jobs importing torch/diffusers at once on their own threads
+    could get a partially initialised module (tasks/warm_imports.py, issue #21). Imported here,
+    not at the top, so a read-only dashboard starts without torch."""
+    from flows.regenerate import regenerate_track
+    from tasks.warm_imports import import_pipeline_modules
+
+    import_pipeline_modules()
+    return regenerate_track
+
+
 def create_app(db_url: str, data_dir: Path, token: str | None,
                settings: dict[str, Any] | None = None) -> FastAPI:
     """Build the dashboard. Write actions are refused unless ``token`` is given.
@@ -107,6 +119,7 @@ def create_app(db_url: str, data_dir: Path, token: str | None,
     # needed and a restart invalidates old forms rather than trusting them.
     secret = secrets.token_bytes(32)
     prefect_ui = os.environ.get("PREFECT_UI_URL", "").rstrip("/")
+    regenerate_flow = _regenerate_flow() if token is not None else None
 
     # ------------------------------------------------------------------ security helpers
     def check_token(supplied: str | None) -> None:
@@ -287,10 +300,8 @@ def create_app(db_url: str, data_dir: Path, token: str | None,
             jobs[job["id"]] = job
 
         def work() -> None:
-            from flows.regenerate import regenerate_track
-
             try:
-                res = regenerate_track(*args, prompt=prompt or None, seed=seed, beta=beta,
+                res = regenerate_flow(*args, prompt=prompt or None, seed=seed, beta=beta,
                                        delete=delete, settings=dict(flow_settings))
                 job["result"] = _jsonable(res)
                 job["state"] = "done"
