@@ -40,6 +40,7 @@ convolutions and ``save_pretrained`` writes folded weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -85,7 +86,20 @@ def config_from_official(h: Mapping[str, Any], v2: bool) -> dict[str, Any]:
 
 
 def kaiser_sinc_lowpass(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
-    """Kaiser-windowed sinc low-pass ``[1, 1, kernel_size]`` with unit DC gain (module doc)."""
+    """Kaiser-windowed sinc low-pass ``[1, 1, kernel_size]`` with unit DC gain (module doc), on the
+    current default device (a fresh copy: each activation owns its buffer)."""
+    return _kaiser_sinc_cpu(float(cutoff), float(half_width), int(kernel_size)).to(torch.get_default_device(), copy=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _kaiser_sinc_cpu(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
+    # Computed once on the CPU: a real-size vocoder has ~220 identical filters, and building the
+    # window on the meta device (shape-only construction) goes through slow decompositions.
+    with torch.device("cpu"):
+        return _kaiser_sinc(cutoff, half_width, kernel_size)
+
+
+def _kaiser_sinc(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
     half = kernel_size // 2
     attenuation = 2.285 * (half - 1) * math.pi * (4 * half_width) + 7.95
     if attenuation > 50.0:

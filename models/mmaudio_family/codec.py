@@ -13,7 +13,7 @@ has ⌈d · sr / 2h⌉ latents (8 s → 250 / 345; MMAudio's ``SequenceConfig``)
 Layouts. The network's latent is [B, N, E] (time first); the VAE works in [B, E, N]; the codec
 transposes at its boundary, as MMAudio's ``FeaturesUtils.decode`` does. The latent is the VAE's
 *un-normalised* posterior: the network normalises with its own ``latent_mean`` / ``latent_std``
-(``MMAudio.normalize`` / ``unnormalize`` in ``models/mmaudio.py``, called by the pipeline around
+(``MMAudio.normalize`` / ``unnormalize`` in ``models/generation/mmaudio.py``, called by the pipeline around
 ``encode`` / ``decode``), so doing it here too would normalise twice.
 
 Which posterior statistic ``encode`` returns: the mean. MMAudio trained the network on

@@ -54,8 +54,6 @@ def check_state_dict(what: str, expected: Mapping[str, torch.Size | tuple[int, .
         )
     wrong = [k for k in expected if tuple(got[k].shape) != tuple(expected[k])]
     if wrong:
-        k = sorted(wrong)[0]
-        raise ValueError(
-            f"{what}: {len(wrong)} tensor(s) of the wrong shape, e.g. {k}: expected "
-            f"{list(expected[k])}, got {list(got[k].shape)}"
-        )
+        listed = "; ".join(f"{k} expected {list(expected[k])}, got {list(got[k].shape)}" for k in sorted(wrong)[:3])
+        more = f" … (+{len(wrong) - 3})" if len(wrong) > 3 else ""
+        raise ValueError(f"{what}: {len(wrong)} tensor(s) of the wrong shape: {listed}{more}")
