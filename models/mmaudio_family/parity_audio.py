@@ -10,6 +10,11 @@ end from the io file's *inputs* (``wave``, ``mel``, ``z``), not from the referen
 e.g. ``decoded_from_mean`` decodes our own posterior mean. The reported number per output is
 max |ours − reference|. Tolerance (README of the fixtures): 1e-4 absolute; decoded mels (up to
 ~18 in magnitude) 1e-4 absolute or 1e-5 relative to the reference's largest magnitude.
+
+Entry points: ``parity(json_path)`` → ``{output: max abs error}`` for one fixture;
+``parity_rows(json_path)`` adds the reference magnitude, tolerance and verdict per output;
+``audio_parity(directory)`` → ``{fixture stem: {output: error}}`` for every audio-chain fixture
+found in a directory (the sibling of ``parity_vision.vision_parity``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ DECODED_MELS = ("decoded_from_mean", "decoded_z", "decoded_mel")
 
 def component_kind(meta: dict[str, Any]) -> str | None:
     """Which audio-chain component a fixture JSON describes (None if it is not one)."""
-    src = str(meta.get("source", {}).get("file", ""))
+    source = meta.get("source")
+    src = str(source.get("file", "")) if isinstance(source, dict) else ""
     if src.startswith("mmaudio/ext/mel_converter.py"):
         return "mel"
     if src.startswith("mmaudio/ext/autoencoder/vae.py"):
@@ -88,6 +94,12 @@ def _mode(meta: dict[str, Any], vae_meta: dict[str, Any]) -> str:
     return {80: "16k", 128: "44k"}[int(vae_meta["constructor"]["data_dim"])]
 
 
+def _present(todo: dict[str, Callable[[], torch.Tensor]], io: dict[str, torch.Tensor]
+             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Only the outputs the io file holds a reference for (their inputs are then there too)."""
+    return {k: (fn(), io[k]) for k, fn in todo.items() if k in io}
+
+
 @torch.no_grad()
 def recompute(json_path: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{output name: (ours, reference)} for one fixture."""
@@ -99,12 +111,12 @@ def recompute(json_path: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tens
         return {"mel": (mel(io["wave"]), io["mel"])}
     if kind == "vae":
         vae = MelVAE.from_official(_weights(path), meta["constructor"])
-        moments = vae.encode_moments(io["mel"])
         mean, std = vae.encode(io["mel"])
-        ours = {"moments": moments, "posterior_mean": mean, "posterior_std": std,
-                "decoded_from_mean": vae.decode(mean), "decoded_z": vae.decode(io["z"]),
-                "encoder_conv_in_weight_normalized": vae.encoder.conv_in.weight}
-        return {k: (v, io[k]) for k, v in ours.items() if k in io}
+        todo = {"moments": lambda: vae.encode_moments(io["mel"]), "posterior_mean": lambda: mean,
+                "posterior_std": lambda: std, "decoded_from_mean": lambda: vae.decode(mean),
+                "decoded_z": lambda: vae.decode(io["z"]),
+                "encoder_conv_in_weight_normalized": lambda: vae.encoder.conv_in.weight}
+        return _present(todo, io)
     if kind in ("bigvgan", "bigvgan_v2"):
         return {"wav": (_vocoder(path, meta)(io["mel"]), io["wav"])}
     if kind == "autoencoder":
@@ -115,13 +127,16 @@ def recompute(json_path: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tens
         codec = MMAudioCodec.from_components(MelConverter.from_mode(mode),
                                              MelVAE.from_official(_weights(vae_path), vae_meta["constructor"]),
                                              _vocoder(voc_path, voc_meta), mode=mode)
-        mean, std = codec.encode_posterior(io["wave"])
-        decoded = codec.decode_mel(io["z"])
-        ours = {"mel": codec.wave_to_mel(io["wave"]), "posterior_mean": mean.transpose(1, 2),
-                "posterior_std": std.transpose(1, 2), "decoded_mel": decoded, "wav": codec.vocode(decoded),
-                "wav_from_posterior_mean": codec.decode(mean)[:, None]}
-        return {k: (v, io[k]) for k, v in ours.items() if k in io}
-    raise ValueError(f"{path.name}: not an audio-chain fixture (source file {meta.get('source', {}).get('file')!r})")
+        # The official calls, on the io's own lengths (``MMAudioCodec.encode`` would pad the wave to
+        # whole latents first; the tests check that path separately).
+        mel = codec.mel_converter(io["wave"])
+        mean, std = codec.vae.encode(mel)
+        todo = {"mel": lambda: mel, "posterior_mean": lambda: mean, "posterior_std": lambda: std,
+                "decoded_mel": lambda: codec.decode_mel(io["z"]),
+                "wav": lambda: codec.vocode(codec.decode_mel(io["z"])),
+                "wav_from_posterior_mean": lambda: codec.decode(mean.transpose(1, 2))[:, None]}
+        return _present(todo, io)
+    raise ValueError(f"{path.name}: not an audio-chain fixture (see component_kind)")
 
 
 def parity_rows(json_path: str | Path) -> list[dict[str, Any]]:
@@ -142,6 +157,15 @@ def parity(json_path: str | Path) -> dict[str, float]:
     return {row["output"]: row["max_abs_error"] for row in parity_rows(json_path)}
 
 
-PARITY: dict[str, Callable[[str | Path], dict[str, float]]] = {
-    k: parity for k in ("mel", "vae", "bigvgan", "bigvgan_v2", "autoencoder")
-}
+def audio_parity(directory: str | Path) -> dict[str, dict[str, float]]:
+    """Every audio-chain fixture in ``directory`` (recognised by its JSON's source file):
+    ``{fixture stem: {output: max abs error}}``."""
+    found = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(meta, dict) and component_kind(meta) is not None:
+            found[path.stem] = parity(path)
+    return found

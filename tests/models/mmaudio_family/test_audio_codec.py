@@ -100,3 +100,61 @@ def test_mismatched_components_are_refused() -> None:
         MMAudioCodec("16k", vae_config={"data_dim": 128, "embed_dim": 40, "hidden_dim": 8},
                      vocoder_config={"num_mels": 80, "upsample_rates": [4, 2, 2], "upsample_kernel_sizes": [8, 4, 4],
                                      "upsample_initial_channel": 32})
+
+
+def test_audio_parity_reads_shapes_from_the_json(tmp_path: Path) -> None:
+    """A directory of fixtures at other sizes (made here, in the official layouts) is recomputed
+    from its JSONs alone: nothing about the fixture shapes is hard-coded."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from models.mmaudio_family.bigvgan import BigVGAN
+    from models.mmaudio_family.parity_audio import audio_parity
+    from models.mmaudio_family.vae import MelVAE
+
+    g = torch.Generator().manual_seed(5)
+    # A vocoder with other rates and widths, saved under the legacy weight-norm names.
+    h = {"resblock": "1", "num_mels": 80, "upsample_rates": [2, 2], "upsample_kernel_sizes": [4, 4],
+         "upsample_initial_channel": 16, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
+         "activation": "snakebeta", "snake_logscale": True}
+    voc = BigVGAN(**config_from_official(h, v2=False))
+    raw = {}
+    for k, v in voc.state_dict().items():
+        if k.endswith(".weight"):
+            w = torch.randn(v.shape, generator=g)
+            raw[k[:-7] + ".weight_g"] = 0.5 + torch.rand((v.shape[0], 1, 1), generator=g)
+            raw[k[:-7] + ".weight_v"] = w
+        elif k.endswith(".filter"):
+            raw[k] = v
+        else:
+            raw[k] = 0.1 * torch.randn(v.shape, generator=g)
+    mel = torch.randn(1, 80, 5, generator=g)
+    wav = BigVGAN.from_official(raw, config_from_official(h, v2=False))(mel).detach()
+    save_file(raw, str(tmp_path / "voc_other.safetensors"))
+    save_file({"mel": mel, "wav": wav}, str(tmp_path / "voc_other_io.safetensors"))
+    (tmp_path / "voc_other.json").write_text(json.dumps(
+        {"component": "voc_other", "source": {"file": "mmaudio/ext/bigvgan/models.py"}, "constructor": h}))
+    # A VAE at hidden_dim 4 (raw, unfolded weights as in v1-16.pth).
+    cfg = {"data_dim": 80, "embed_dim": 20, "hidden_dim": 4}
+    with torch.no_grad():
+        vae_raw = {k: torch.randn(v.shape, generator=g) for k, v in MelVAE(**cfg).state_dict().items()}
+        vae_raw["data_std"] = vae_raw["data_std"].abs() + 0.5
+        vae = MelVAE.from_official(vae_raw, cfg)
+        x = torch.randn(1, 80, 12, generator=g)
+        mean, std = vae.encode(x)
+        io = {"mel": x, "posterior_mean": mean, "posterior_std": std, "decoded_from_mean": vae.decode(mean)}
+    save_file(vae_raw, str(tmp_path / "vae_other.safetensors"))
+    save_file(io, str(tmp_path / "vae_other_io.safetensors"))
+    (tmp_path / "vae_other.json").write_text(json.dumps(
+        {"component": "vae_other", "source": {"file": "mmaudio/ext/autoencoder/vae.py"}, "constructor": cfg}))
+    # And one official fixture copied under the same roof; unrelated JSONs are skipped.
+    for suffix in (".json", ".safetensors", "_io.safetensors"):
+        shutil.copy(FIX / f"mel_converter_44k{suffix}", tmp_path / f"mel_converter_44k{suffix}")
+    shutil.copy(FIX / "sequence_lengths.json", tmp_path / "sequence_lengths.json")
+
+    result = audio_parity(tmp_path)
+    assert set(result) == {"voc_other", "vae_other", "mel_converter_44k"}
+    assert result["voc_other"] == {"wav": 0.0}
+    assert set(result["vae_other"]) == {"posterior_mean", "posterior_std", "decoded_from_mean"}
+    assert max(result["vae_other"].values()) == 0.0 and result["mel_converter_44k"]["mel"] <= 1e-4
