@@ -8,16 +8,20 @@ a cut. With thumbnails g (16×9, grey, as vectors) and a span [a, b] = [m − h,
 1. **Change.** D = mean|g_b − g_a| ≥ 18 grey levels, and the mean-removed thumbnails of the
    ends correlate by at most 0.8 (both with a spatial std ≥ 6): the picture changed, not
    just its brightness or contrast (flicker, exposure, a fade, which tasks/fades.py handles).
-2. **Spread.** No single step carries it: max_{a<j≤b} mean|g_j − g_{j−1}| ≤ 0.5·D (a cut
-   inside the span is a cut, not a dissolve).
+2. **Spread.** No single step carries it: max_{a<j≤b} mean|ĝ_j − ĝ_{j−1}| ≤ 0.5·D (a cut
+   inside the span is a cut, not a dissolve), where ĝ is the thumbnail minus its own mean:
+   steps, the stillness test and the blend fit below all use ĝ, so film flicker (a whole
+   frame brighter or darker) counts as no change.
 3. **Blend.** Each frame between is the blend of the ends: with
-   α_j = ⟨g_j − g_a, g_b − g_a⟩ / ‖g_b − g_a‖² the residual
-   ‖g_j − g_a − α_j(g_b − g_a)‖ / ‖g_b − g_a‖ ≤ 0.3, and α_j never falls by more than
+   α_j = ⟨ĝ_j − ĝ_a, ĝ_b − ĝ_a⟩ / ‖ĝ_b − ĝ_a‖² the residual
+   ‖ĝ_j − ĝ_a − α_j(ĝ_b − ĝ_a)‖ / ‖ĝ_b − ĝ_a‖ ≤ 0.3, and α_j never falls by more than
    0.15 from one frame to the next. A camera move also changes the picture gradually, but its
    middle frames show a shifted scene, not a double exposure of the ends: a large residual.
-4. **Stillness at the ends.** The change per frame just outside the span (over ``EDGE`` frames
-   each side) is at most the average change per frame inside it, D/(b − a): a pan or a
-   zoom that goes on is not a transition.
+4. **Stillness at the ends.** Just outside each end, the change across ``EDGE`` (4) frames
+   minus the change across one, mean|ĝ_a − ĝ_{a−4}| − mean|ĝ_a − ĝ_{a−1}|, is at most
+   0.6·3·D/(b − a), 60 % of what three more frames at the span's own average rate would add:
+   a pan or a zoom that goes on is not a transition. Grain is new in every frame, so it makes
+   the one-frame and the four-frame change alike and cancels; motion accumulates and does not.
 
 Half-lengths h run over 0.1 … 1.6 s (dissolves of 0.2 … 3.2 s). Accepted spans that overlap
 are one dissolve; on the widest, the transition runs from the last frame with α ≤ 0.05 to the
@@ -36,7 +40,8 @@ FLAT_STD = 6.0
 SPREAD = 0.5
 RESIDUAL_MAX = 0.3
 ALPHA_DROP = 0.15
-EDGE = 3
+EDGE = 4
+STILL = 0.6
 HALF_LENGTHS_S = (0.1, 0.16, 0.25, 0.4, 0.6, 1.0, 1.6)
 
 
@@ -68,8 +73,10 @@ def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None =
         return []
     centred = g - g.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1)
+    # steps, stillness and the blend fit on mean-removed thumbnails: film flicker shifts a
+    # whole frame's brightness, which would otherwise look like change at every frame
     step = np.zeros(n, np.float32)
-    step[1:] = np.abs(np.diff(g, axis=0)).mean(axis=1)
+    step[1:] = np.abs(np.diff(centred, axis=0)).mean(axis=1)
     bad = np.zeros(n, bool) if excluded is None else excluded.astype(bool)
     spans: list[tuple[int, int]] = []
     for h in sorted({max(2, int(round(x * fps))) for x in HALF_LENGTHS_S}):
@@ -89,9 +96,11 @@ def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None =
             if bad[aa:bb + 1].any():
                 continue
             rate = d / (bb - aa)
-            if max(step[aa - EDGE + 1:aa + 1].max(), step[bb + 1:bb + EDGE + 1].max()) > rate:
+            outside = max(np.abs(centred[aa] - centred[aa - EDGE]).mean() - step[aa],
+                          np.abs(centred[bb + EDGE] - centred[bb]).mean() - step[bb + 1])
+            if outside > STILL * (EDGE - 1) * rate:
                 continue
-            fit = _blend(g, aa, bb)
+            fit = _blend(centred, aa, bb)
             if fit is None:
                 continue
             alpha, resid = fit
@@ -100,7 +109,7 @@ def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None =
             spans.append((aa, bb))
     out: list[Dissolve] = []
     for aa, bb in _merge(spans):
-        fit = _blend(g, aa, bb)
+        fit = _blend(centred, aa, bb)
         if fit is None:
             continue
         alpha = fit[0]

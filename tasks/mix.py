@@ -7,7 +7,13 @@
 2. **Timeline with equal-power crossfades.** Consecutive windows of one shot overlap; in an
    overlap of length D starting at a, the earlier take is weighted cos(π/2·u) and the later
    sin(π/2·u), u = (t − a)/D, so cos² + sin² = 1 keeps the power of uncorrelated takes
-   constant across the join. Stem k of the asset is Σ_w weight_w(t) · take_{w,k}(t).
+   constant across the join. The last window of a shot and the first of the next overlap
+   only across a dissolve (tasks/scenes.py extends both shots' sound over it) and are
+   crossfaded the same way. Over a fade the sound follows the picture instead: the shot's
+   last window fades out as cos(π/2·u) over the fade-out (it ends where the picture is
+   black) and the next shot's first window fades in as sin(π/2·u) over the fade-in, with
+   nothing in between: no hard switch, no sound over the black. Stem k of the asset is
+   Σ_w weight_w(t) · take_{w,k}(t).
 3. **Resampling** from the codec rate to 48 kHz with a polyphase FIR (scipy
    ``resample_poly``, Kaiser window), i.e. proper band-limited interpolation.
 4. **Sum** over the original soundtrack at unity gain (what the footage already had stays as
@@ -123,11 +129,20 @@ def _window_weights(windows: list[dict[str, Any]], rate: int) -> dict[int, np.nd
         g = np.ones(n, np.float64)
         prev = windows[i - 1] if i > 0 else None
         nxt = windows[i + 1] if i + 1 < len(windows) else None
-        if prev is not None and prev["index"] == w["index"] and prev["end_s"] > w["start_s"]:
-            d = int(round((prev["end_s"] - w["start_s"]) * rate))
+        # windows of one shot overlap by design; those of two shots only across a dissolve
+        if prev is not None and prev["end_s"] > w["start_s"]:
+            d = min(n, int(round((prev["end_s"] - w["start_s"]) * rate)))
             g[:d] *= np.sin(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
-        if nxt is not None and nxt["index"] == w["index"] and w["end_s"] > nxt["start_s"]:
-            d = int(round((w["end_s"] - nxt["start_s"]) * rate))
+        if nxt is not None and w["end_s"] > nxt["start_s"]:
+            d = min(n, int(round((w["end_s"] - nxt["start_s"]) * rate)))
+            g[n - d:] *= np.cos(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
+        first = prev is None or prev["index"] != w["index"]
+        last = nxt is None or nxt["index"] != w["index"]
+        if first and w.get("start_transition") == "fade" and w.get("start_transition_s"):
+            d = min(n, int(round(float(w["start_transition_s"]) * rate)))
+            g[:d] *= np.sin(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
+        if last and w.get("end_transition") == "fade" and w.get("end_transition_s"):
+            d = min(n, int(round(float(w["end_transition_s"]) * rate)))
             g[n - d:] *= np.cos(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
         out[i] = g
     return out
