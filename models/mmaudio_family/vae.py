@@ -13,7 +13,7 @@ Layers (D = hidden_dim, channel widths D · (1, 2, 4)):
                     over c; out = s(x, W_o · softmax(qᵀk / √C) v)   (one head)
     down            W₂ ∗ avgpool₂(W₁ ∗ x)   (1×1 convs)       up: W ∗ nearest₂(x)   (3-tap)
 
-Encoder: n-normalised mel input (x − data_mean) / data_std → conv_in → per level i: two res blocks
+Encoder: the mel standardised per band, (x − data_mean) / data_std → conv_in → per level i: two res blocks
 (D·m_{i−1} → D·m_i), a ×2 down-sampling after level 0 → mid (res, attention, res) →
 σ → conv_out with gain g = 1 + encoder.learnable_gain → moments [B, 2E, T/2]. Activations are
 clamped to ±256 after every block (not after the resampling). Decoder mirrors it: conv_in → mid
@@ -91,8 +91,8 @@ class MPConv1d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(in_channels * kernel_size))
 
-    def forward(self, x: torch.Tensor, gain: torch.Tensor | float = 1.0) -> torch.Tensor:
-        w = self.weight * gain if not (isinstance(gain, float) and gain == 1.0) else self.weight
+    def forward(self, x: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight if gain is None else self.weight * gain
         return F.conv1d(x, w, padding=w.shape[-1] // 2)
 
 
