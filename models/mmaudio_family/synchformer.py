@@ -62,7 +62,8 @@ class DividedAttention(nn.Module):
         h = self.num_heads
         q, k, v = self.qkv(x).reshape(b, length, 3, h, dim // h).permute(2, 0, 3, 1, 4)  # each [B, h, L, d]
         q = q * self.scale
-        cls_out = torch.softmax(q[:, :, :1] @ k.transpose(-1, -2), dim=-1) @ v  # [B, h, 1, d]
+        # q is already scaled (as the official code does), hence scale=1 in the fused attention.
+        cls_out = F.scaled_dot_product_attention(q[:, :, :1], k, v, scale=1.0)  # [B, h, 1, d]
 
         n = (length - 1) // num_frames
         # Patch tokens as [B, h, groups, group_len, d]: frames × positions (space) or the transpose (time).
@@ -75,7 +76,7 @@ class DividedAttention(nn.Module):
         cls_k = k[:, :, None, :1].expand(b, h, groups, 1, k.shape[-1])
         cls_v = v[:, :, None, :1].expand(b, h, groups, 1, v.shape[-1])
         kg, vg = torch.cat([cls_k, kg], dim=3), torch.cat([cls_v, vg], dim=3)
-        out = torch.softmax(qg @ kg.transpose(-1, -2), dim=-1) @ vg
+        out = F.scaled_dot_product_attention(qg, kg, vg, scale=1.0)
         if over_time:
             out = out.transpose(2, 3)
         out = torch.cat([cls_out, out.reshape(b, h, num_frames * n, -1)], dim=2)
