@@ -6,7 +6,8 @@ Every clip is made here with ffmpeg's lavfi sources (1280×720, 25 fps, H.264), 
 different test patterns joined by hard cuts at known times, in a temporary directory.
 
 a. **Scene detection throughput.** ``tasks.scenes.detect_shots`` exactly as the pipeline calls
-   it, on a 2-minute clip (cuts at 30, 50, 75, 95 s; ``--quick``: 30 s), against ffmpeg decoding
+   it (hard cuts, and in the same decoding pass the per-frame statistics and the fade /
+   dissolve / flash analysis of tasks/transitions.py), on a 2-minute clip (cuts at 30, 50, 75, 95 s; ``--quick``: 30 s), against ffmpeg decoding
    the same file to the detector's analysis size (``scale=W:H,format=bgr24``, ``-f null``), both
    in frames/s, interleaved pairs, medians (and CPU seconds, steadier on a shared machine);
    target detection ≥ 0.8 × raw decode. Also,
@@ -151,6 +152,13 @@ def bench_scenes(clip: Path, truth: list[float], seconds: float, repeats: int) -
         t = timed(lambda: out.append(detect_cuts(clip, min_width=mw)))
         sweep[mw] = {"size": "x".join(map(str, detection_size(*SIZE, mw))), "fps": round(frames / t),
                      **cut_errors(out[0][0], truth)}
+    # the transition analysis alone (fades, dissolves, flashes over the per-frame series that
+    # the detection pass collects): included in the detection runs above
+    from tasks.scenes import scan_video
+    from tasks.transitions import find_transitions
+
+    scan = scan_video(clip)
+    t_tr = timed(lambda: find_transitions(scan.series, scan.cuts, scan.duration_s, scan.fps))
     old: list[list[float]] = []
     t_old = timed(lambda: old.append(scenemanager_cuts(clip)))
     t_av = timed(lambda: pyav_decode(clip))
@@ -161,7 +169,7 @@ def bench_scenes(clip: Path, truth: list[float], seconds: float, repeats: int) -
             "raw_runs_s": [round(x, 3) for x in raw], "detection_runs_s": [round(x, 3) for x in det],
             "raw_cpu_s": [round(x, 2) for x in raw_cpu], "detection_cpu_s": [round(x, 2) for x in det_cpu],
             "cuts_true": truth, "cuts_found": found, **cut_errors(found, truth),
-            "pyav_decode_only_fps": round(frames / t_av),
+            "pyav_decode_only_fps": round(frames / t_av), "transition_analysis_s": round(t_tr, 3),
             "scenemanager_fps": round(frames / t_old), "scenemanager_cuts": cut_errors(old[0], truth),
             "width_sweep": sweep}
 
@@ -216,7 +224,7 @@ def bench_mux(clip: Path, cuts: list[float], seconds: float, work: Path, repeats
 
 # ------------------------------------------------------------------ c. peak RSS
 def bundle_frame_specs(bundle: Path) -> dict[str, dict[str, Any]]:
-    """The bundle's frame specs, read from its config (models.features.VideoFeatures.frame_specs
+    """The bundle's frame specs, read from its config (models.demo_family.features.VideoFeatures.frame_specs
     without importing torch, whose 300+ MB would only dilute the comparison)."""
     cfg = json.loads((bundle / "video_features" / "config.json").read_text())
     return {"clip": {"fps": float(cfg["clip_fps"]), "size": int(cfg["clip_size"]), "crop": "resize"},
@@ -291,6 +299,7 @@ def table(r: dict[str, Any]) -> str:
         (f"| detection / raw decode: of median fps; median of interleaved pairs; of CPU seconds "
          f"| **{a['ratio']:.2f}**; {a['ratio_paired']:.2f}; {a['ratio_cpu']:.2f} | ≥ 0.8 |",),
         (f"| cuts: max error, missed, extra | {a['max_error_frames']:g} frames, {a['missed']}, {a['extra']} | ±1 frame |",),
+        (f"| of which the transition analysis over the frame series | {a['transition_analysis_s']:.3f} s | |",),
         (f"| before: PySceneDetect SceneManager path | {a['scenemanager_fps']} frames/s | |",),
         (f"| PyAV decode only (frame threads) | {a['pyav_decode_only_fps']} frames/s | |",),
         (f"| analysis width sweep | {sweep} | |",),

@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.controlnet import AudioControlNet  # noqa: E402
-from models.mmaudio import MMAudio, PreprocessedConditions  # noqa: E402
-from models.nag import nag_velocity  # noqa: E402
-from models.sampling import euler_sample  # noqa: E402
+from models.generation.controlnet import AudioControlNet  # noqa: E402
+from models.generation.mmaudio import MMAudio, PreprocessedConditions  # noqa: E402
+from models.generation.nag import nag_velocity  # noqa: E402
+from models.generation.sampling import euler_sample  # noqa: E402
 
 
 @torch.no_grad()

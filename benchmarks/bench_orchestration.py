@@ -52,10 +52,10 @@ sys.path.insert(0, str(ROOT))
 
 # (category, "module:qualname") — the calls timed; a name that does not exist is reported.
 TIMED: list[tuple[str, str]] = [
-    ("model forward", "models.pipeline:StepByStepV2APipeline.generate_track"),
+    ("model forward", "models.generation.pipeline:StepByStepV2APipeline.generate_track"),
     ("model forward", "tasks.prompts:scene_prompts"),
-    ("codec", "models.pipeline:StepByStepV2APipeline.decode_latent"),
-    ("codec", "models.pipeline:StepByStepV2APipeline.encode_audio"),
+    ("codec", "models.generation.pipeline:StepByStepV2APipeline.decode_latent"),
+    ("codec", "models.generation.pipeline:StepByStepV2APipeline.encode_audio"),
     ("model load", "tasks.generate:load_bundle"),
     ("model load", "tasks.prompts:load_prompt_models"),
     ("model load", "tasks.prompts:_real_taggers"),

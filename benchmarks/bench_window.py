@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import foleyworld as fw  # noqa: E402
-from models.bundle import load_bundle  # noqa: E402
-from models.train import DEFAULT_BUNDLE_DIR  # noqa: E402
+from models.training import foleyworld as fw  # noqa: E402
+from models.generation.bundle import load_bundle  # noqa: E402
+from models.training.train import DEFAULT_BUNDLE_DIR  # noqa: E402
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import foleyworld as fw  # noqa: E402
-from models.bundle import load_bundle  # noqa: E402
-from models.train import build_bank, crop_window, text_features  # noqa: E402
+from models.training import foleyworld as fw  # noqa: E402
+from models.generation.bundle import load_bundle  # noqa: E402
+from models.training.train import build_bank, crop_window, text_features  # noqa: E402
 
 T_VALUES = (0.2, 0.5, 0.8)
 

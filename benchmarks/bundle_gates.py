@@ -18,9 +18,9 @@ import sys
 import numpy as np
 import torch
 
-from models import foleyworld as fw
-from models.bundle import load_bundle
-from models.evaluator import load_evaluator
+from models.training import foleyworld as fw
+from models.generation.bundle import load_bundle
+from models.evaluation.evaluator import load_evaluator
 
 
 def boot(x: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:

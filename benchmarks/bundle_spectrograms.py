@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import foleyworld as fw  # noqa: E402
-from models.bundle import load_bundle  # noqa: E402
-from models.evaluator import load_evaluator  # noqa: E402
+from models.training import foleyworld as fw  # noqa: E402
+from models.generation.bundle import load_bundle  # noqa: E402
+from models.evaluation.evaluator import load_evaluator  # noqa: E402
 
 
 def main() -> None:

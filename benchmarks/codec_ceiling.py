@@ -31,9 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import foleyworld as fw  # noqa: E402
-from models.codec import MelCodec  # noqa: E402
-from models.evaluator import load_evaluator  # noqa: E402
+from models.training import foleyworld as fw  # noqa: E402
+from models.demo_family.codec import MelCodec  # noqa: E402
+from models.evaluation.evaluator import load_evaluator  # noqa: E402
 
 CODECS: dict[str, dict] = {
     "n_fft 512, hop 256, 32 mels, 2 frames per token (shipped)": {

@@ -7,7 +7,6 @@ configuration error (one line on stderr, no traceback).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""`stepfoley eval`: the paper's comparison on held-out FoleyWorld scenes (models.evaluate)."""
+"""`stepfoley eval`: the paper's comparison on held-out FoleyWorld scenes (models.evaluation.evaluate)."""
 
 from __future__ import annotations
 
@@ -66,10 +66,10 @@ def register(cli: click.Group) -> None:
                  orders: str, tracks: str, steps: int, no_yamnet: bool, threads: int, quick: bool,
                  out: Path) -> None:
         """Compare NAG with independent CFG and negative-text prompting on held-out scenes."""
-        from models import foleyworld as fw
-        from models.eval_report import write_report
-        from models.evaluate import EvalConfig, run_evaluation
-        from models.train import DEFAULT_BUNDLE_DIR
+        from models.training import foleyworld as fw
+        from models.evaluation.report import write_report
+        from models.evaluation.evaluate import EvalConfig, run_evaluation
+        from models.training.train import DEFAULT_BUNDLE_DIR
 
         bundle = bundle or DEFAULT_BUNDLE_DIR
         if not (bundle / "evaluator").is_dir():

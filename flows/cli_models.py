@@ -21,7 +21,7 @@ def _config_arg(value: str) -> str | dict[str, Any]:
             return json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read config {value}: {exc}") from exc
-    from models.mmaudio import PRESETS
+    from models.generation.mmaudio import PRESETS
 
     if value not in PRESETS:
         raise ConfigError(f"unknown preset {value!r}; choose one of {', '.join(sorted(PRESETS))} "
@@ -39,7 +39,7 @@ def register(cli: click.Group) -> None:
                   help="Output component directory (diffusers layout).")
     def convert_mmaudio_cmd(checkpoint: str, config: str, out: Path) -> None:
         """Convert official MMAudio weights into a diffusers-format transformer directory."""
-        from models.convert import convert_mmaudio
+        from models.generation.convert import convert_mmaudio
 
         try:
             path = convert_mmaudio(checkpoint, _config_arg(config), out)
@@ -61,7 +61,7 @@ def register(cli: click.Group) -> None:
     def train_cmd(component: str, out: Path, seed: int, threads: int, steps: int | None,
                   minutes: float | None) -> None:
         """Train the default bundle (or one component of it) on FoleyWorld, resumably."""
-        from models import train
+        from models.training import train
 
         result = train.train_component(component, out, seed=seed, threads=threads, steps=steps,
                                        minutes=minutes)

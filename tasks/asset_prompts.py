@@ -60,7 +60,7 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
         captioner_dir = bundle if (bundle / "captioner").is_dir() else None
         if captioner_dir is None:
             from tasks.prompts import finish_scene_prompts
-            from models.captioner import Caption
+            from models.prompting.captioner import Caption
 
             out[idx] = finish_scene_prompts(Caption([], "", [], {"backend": "none"}), frames,
                                             k=settings.tracks, user_prompts=users,

@@ -87,7 +87,7 @@ def _bundle_signature(bundle: Path) -> tuple[tuple[str, int, int], ...]:
 
 @functools.lru_cache(maxsize=8)
 def _bundle_identity(bundle: str, signature: tuple[tuple[str, int, int], ...]) -> dict[str, str]:
-    from models.bundle import bundle_identity
+    from models.generation.bundle import bundle_identity
 
     ident = bundle_identity(bundle)
     return {"content": ident["content_sha256"], "weights": ident["weights_sha256"]}

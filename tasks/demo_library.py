@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from models import foleyworld as fw
+from models.training import foleyworld as fw
 from tasks.ffmpeg_bin import FFmpegError, ffmpeg_path
 
 DEMO_SEED_BASE = fw.SPLITS["test"].start + 9000  # held-out seeds: the bundle never trained on them

@@ -48,8 +48,8 @@ def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
     import torch
     from diffusers.utils import logging as dlogging
 
-    from models.bundle import bundle_identity
-    from models.pipeline import StepByStepV2APipeline
+    from models.generation.bundle import bundle_identity
+    from models.generation.pipeline import StepByStepV2APipeline
 
     if device == "cpu":
         torch.set_num_threads(max(1, int(threads)))

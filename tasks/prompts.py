@@ -4,7 +4,7 @@ For a scene (one shot; all its windows share the list, so a long shot keeps its 
 
 1. caption — the captioner (a VLM from a local dir, or the bundle's FoleyWorld captioner)
    proposes up to ``k + spare`` prompts from keyframes spread over the scene, already cleaned
-   by ``models.prompt_text``;
+   by ``models.prompting.prompt_text``;
 2. order — descending text–video similarity from the scorer (the bundle's, or a CLIP from a
    local dir); ties keep the captioner's order; the score is recorded per prompt;
 3. already there — when the scene has original audio, prompts whose sound it already has are
@@ -29,7 +29,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -316,8 +316,8 @@ def finish_scene_prompts(caption: Any, frames: np.ndarray, *, k: int = 5, scorer
                          mode: PromptMode = "extend", presence_threshold: float = 0.5,
                          yamnet_threshold: float = 0.3, speech_threshold: float = 0.2) -> ScenePrompts:
     """Steps 2–5 of the module docstring on a captioner's ``Caption``."""
-    from models.prompt_text import is_near_duplicate
-    from models.scorer import order_by_score
+    from models.prompting.prompt_text import is_near_duplicate
+    from models.prompting.scorer import order_by_score
 
     if mode not in ("replace", "extend"):
         raise ConfigError(f"prompts mode must be replace or extend, not {mode!r}")
@@ -379,15 +379,15 @@ def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, see
 @loaded_once(maxsize=4)
 def load_prompt_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
     """Captioner and scorer loaded once per worker process."""
-    from models.captioner import load_captioner
-    from models.scorer import load_scorer
+    from models.prompting.captioner import load_captioner
+    from models.prompting.scorer import load_scorer
 
     return load_captioner(captioner_dir, device=device), (load_scorer(scorer_dir, device=device) if scorer_dir else None)
 
 
 @loaded_once(maxsize=1)
 def _real_taggers() -> tuple[Any, ...]:
-    from models.audio_taggers import default_taggers
+    from models.prompting.audio_taggers import default_taggers
 
     return tuple(default_taggers())
 

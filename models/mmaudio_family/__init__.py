@@ -1,5 +1,5 @@
 """The MMAudio model family as this project's own diffusers components: everything around the
-MM-DiT network (``models/mmaudio.py``) that the official release needs to turn a waveform into the
+MM-DiT network (``models/generation/mmaudio.py``) that the official release needs to turn a waveform into the
 network's latent and back (mel converter, mel VAE, BigVGAN / BigVGAN-v2 vocoders, composed by
 ``MMAudioCodec``), and the conditioning encoders (Synchformer, CLIP towers, tokenizer, video
 preprocessing). Each module is written from the architecture, keeps the official state-dict key

@@ -17,11 +17,11 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with the shipped layout and random weights: fast, deterministic."""
     import torch
 
-    from models.codec import MelCodec
-    from models.controlnet import AudioControlNet
-    from models.features import TextEncoder, VideoFeatures, build_tokenizer
-    from models.mmaudio import MMAudio
-    from models.pipeline import StepByStepV2APipeline
+    from models.demo_family.codec import MelCodec
+    from models.generation.controlnet import AudioControlNet
+    from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer
+    from models.generation.mmaudio import MMAudio
+    from models.generation.pipeline import StepByStepV2APipeline
     from tests.models.helpers import randomize
 
     torch.manual_seed(0)

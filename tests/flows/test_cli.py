@@ -101,7 +101,7 @@ def test_convert_mmaudio_cli_roundtrip(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from models.mmaudio import MMAudio
+    from models.generation.mmaudio import MMAudio
 
     from tests.mmaudio_fixtures import mmaudio_fixtures
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.audio_taggers import (SpeechTagger, YamnetTagger, classes_for_prompt, default_taggers,
+from models.prompting.audio_taggers import (SpeechTagger, YamnetTagger, classes_for_prompt, default_taggers,
                                   is_speech_prompt, to_mono_16k, yamnet_log_mel, yamnet_patches)
 
-# Real ESC-10 recordings the repo carries (16 kHz FLAC, attributed in models/foleyworld_sounds).
+# Real ESC-10 recordings the repo carries (16 kHz FLAC, attributed in models/training/foleyworld_sounds).
 SOUNDS = Path(__file__).resolve().parents[2] / "models" / "foleyworld_sounds"
 _FOLDER = {"rain": "rain", "dog_bark": "dog", "rooster": "rooster", "sea_waves": "waves",
            "crackling_fire": "fire", "fire_crackling": "fire", "clock_tick": "clock",
@@ -99,9 +99,9 @@ def test_default_taggers_report_availability() -> None:
 def test_yamnet_judge_maps_every_class_and_embeds(yamnet: YamnetTagger) -> None:
     """The evaluation's independent judge: every mapped AudioSet label exists, and on real
     held-out FoleyWorld sources its scores and 1024-d embeddings separate the classes."""
-    from models import foleyworld as fw
-    from models.eval_metrics import cosine100
-    from models.yamnet_judge import AUDIOSET_LABELS, YamnetJudge
+    from models.training import foleyworld as fw
+    from models.evaluation.metrics import cosine100
+    from models.evaluation.yamnet_judge import AUDIOSET_LABELS, YamnetJudge
 
     assert set(AUDIOSET_LABELS) == set(fw.CLASSES)
     missing = [lbl for labels in AUDIOSET_LABELS.values() for lbl in labels if lbl not in yamnet.class_names]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.captioner import (
+from models.prompting.captioner import (
     INSTRUCTION,
     Caption,
     Captioner,
@@ -148,8 +148,9 @@ def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_train_captioner_is_deterministic_and_resumes_bit_identically(tmp_path: Path) -> None:
-    pytest.importorskip("models.foleyworld")
-    from models.captioner import FoleyCaptioner, train_captioner
+    pytest.importorskip("models.training.foleyworld")
+    from models.prompting.captioner import FoleyCaptioner
+    from models.training.captioner_train import train_captioner
 
     kw = dict(steps=6, seed=3, threads=1, n_train=12, batch=4, log_every=2)
     full = train_captioner(tmp_path / "a", **kw)
@@ -171,7 +172,7 @@ def foley_captioner_dir() -> Path:
     (small and quick; the tasks tests reuse it)."""
     if (SHIPPED / "captioner.json").is_file():
         return SHIPPED
-    from models.captioner import train_captioner
+    from models.training.captioner_train import train_captioner
 
     out = Path(tempfile.mkdtemp(prefix="stepfoley-captioner-"))
     train_captioner(out, steps=QUICK_STEPS, seed=0, threads=min(2, os.cpu_count() or 1), n_train=QUICK_SCENES,
@@ -181,14 +182,14 @@ def foley_captioner_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def foley_captioner():
-    pytest.importorskip("models.foleyworld")
-    from models.captioner import FoleyCaptioner
+    pytest.importorskip("models.training.foleyworld")
+    from models.prompting.captioner import FoleyCaptioner
 
     return FoleyCaptioner(foley_captioner_dir())
 
 
 def test_foleyworld_captioner_recall_on_heldout_seeds(foley_captioner) -> None:
-    from models.captioner import evaluate_captioner_recall
+    from models.training.captioner_train import evaluate_captioner_recall
 
     res = evaluate_captioner_recall(foley_captioner, n_scenes=40, split="test")
     print(f"FoleyWorld captioner ({foley_captioner.name}) held-out: {res}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from models.controlnet import AudioControlNet
-from models.mmaudio import MMAudio
+from models.generation.controlnet import AudioControlNet
+from models.generation.mmaudio import MMAudio
 from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
 
 B, N, NC, NS, L = 2, 125, 32, 96, 16
@@ -78,7 +78,7 @@ def test_branch_on_last_slice_of_batch_equals_separate() -> None:
     net, cond, x, neg, t = _setup(5)
     cn = randomize(AudioControlNet.from_transformer(net), 11, gain=0.5)
     null = net.get_empty_conditions(B, latent_len=N, clip_len=NC, sync_len=NS)
-    from models.mmaudio import PreprocessedConditions
+    from models.generation.mmaudio import PreprocessedConditions
 
     big = PreprocessedConditions.cat([null, cond])
     xx, tt = torch.cat([x, x]), torch.cat([t, t])

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.convert import convert_mmaudio
-from models.mmaudio import MMAudio
+from models.generation.convert import convert_mmaudio
+from models.generation.mmaudio import MMAudio
 
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg
 
-from models.eval_metrics import (bootstrap_ci, bootstrap_statistic, class_set_recall, cosine100, frechet_distance,
+from models.evaluation.metrics import (bootstrap_ci, bootstrap_statistic, class_set_recall, cosine100, frechet_distance,
                                  intervals_disjoint, is_monotone)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import evaluator as ev
-from models import foleyworld as fw
+from models.evaluation import evaluator as ev
+from models.training import foleyworld as fw
 
 
 def test_batches_are_pure_functions_of_seed_and_step() -> None:

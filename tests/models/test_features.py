@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.features import FrameSpec, TextEncoder, VideoFeatures, build_tokenizer, tokenize
+from models.demo_family.features import FrameSpec, TextEncoder, VideoFeatures, build_tokenizer, tokenize
 
 
 def _moving_square(n: int, fps: float, hit_times: list[float], size: int = 64) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import foleyworld as fw
+from models.training import foleyworld as fw
 
 
 def test_deterministic_per_seed() -> None:

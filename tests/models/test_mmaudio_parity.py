@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.mmaudio import MMAudio, PRESETS, read_official_state_dict
-from models.nag import nag_velocity
-from models.sampling import euler_sample
+from models.generation.mmaudio import MMAudio, PRESETS, read_official_state_dict
+from models.generation.nag import nag_velocity
+from models.generation.sampling import euler_sample
 
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
@@ -129,7 +129,7 @@ def test_tiny_preset_builds() -> None:
 
 
 def test_rope_is_relative_and_clip_shares_the_audio_time_axis() -> None:
-    from models.mmaudio import apply_rope, rope_table
+    from models.generation.mmaudio import apply_rope, rope_table
 
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(1, 1, 1, 16, generator=g), torch.randn(1, 1, 1, 16, generator=g)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.nag import cfg_velocity, nag_velocity
+from models.generation.nag import cfg_velocity, nag_velocity
 
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
@@ -78,8 +77,8 @@ def test_beta_needs_negative() -> None:
 def test_beta_zero_reproduces_official_cfg_sample() -> None:
     from safetensors.torch import load_file
 
-    from models.mmaudio import MMAudio
-    from models.sampling import euler_sample
+    from models.generation.mmaudio import MMAudio
+    from models.generation.sampling import euler_sample
 
     cfg = json.loads((FIX / "mmaudio_tiny_v2.json").read_text())
     net = MMAudio.load_official(FIX / "mmaudio_tiny_v2.safetensors", cfg)

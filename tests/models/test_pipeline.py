@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.bundle import bundle_identity, load_bundle
-from models.codec import MelCodec
-from models.controlnet import AudioControlNet
-from models.features import TextEncoder, VideoFeatures, build_tokenizer
-from models.mmaudio import MMAudio
-from models.nag import nag_velocity
-from models.pipeline import StepByStepV2APipeline
-from models.sampling import euler_sample, initial_noise
+from models.generation.bundle import bundle_identity, load_bundle
+from models.demo_family.codec import MelCodec
+from models.generation.controlnet import AudioControlNet
+from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer
+from models.generation.mmaudio import MMAudio
+from models.generation.nag import nag_velocity
+from models.generation.pipeline import StepByStepV2APipeline
+from models.generation.sampling import euler_sample, initial_noise
 from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
 
 PROMPTS = ["footsteps on gravel", "a dog barking", "rain on a roof"]
@@ -49,8 +49,8 @@ def _video(duration: float, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_bundle_layout_and_identity(bundle_dir: Path, pipe) -> None:
     index = json.loads((bundle_dir / "model_index.json").read_text())
-    assert index["transformer"] == ["models.mmaudio", "MMAudio"]
-    assert index["controlnet"] == ["models.controlnet", "AudioControlNet"]
+    assert index["transformer"] == ["models.generation.mmaudio", "MMAudio"]
+    assert index["controlnet"] == ["models.generation.controlnet", "AudioControlNet"]
     ident = bundle_identity(bundle_dir)
     assert ident["bundle_id"].startswith("tiny-random@") and len(ident["weights_sha256"]) == 64
     assert "transformer/diffusion_pytorch_model.safetensors" in ident["weights"]

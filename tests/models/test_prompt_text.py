@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.prompt_text import (MAX_WORDS, clean_prompts, clean_prompts_detailed, dedupe_prompts,
+from models.prompting.prompt_text import (MAX_WORDS, clean_prompts, clean_prompts_detailed, dedupe_prompts,
                                 is_near_duplicate, is_non_sound, normalise, split_items, strip_item)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.sampling import euler_sample, initial_noise, sample, time_grid
+from models.generation.sampling import euler_sample, initial_noise, sample, time_grid
 from tests.models.helpers import single_thread  # noqa: F401  (autouse)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.scorer import ClipScorer, Scorer, load_scorer, order_by_score
+from models.prompting.scorer import ClipScorer, Scorer, load_scorer, order_by_score
 
 
 def build_tiny_clip(out: Path) -> Path:
@@ -61,10 +61,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleywor
 
 
 def test_train_scorer_is_deterministic_and_resumes_bit_identically(tmp_path: Path) -> None:
-    pytest.importorskip("models.foleyworld")
+    pytest.importorskip("models.training.foleyworld")
     from safetensors.torch import load_file
 
-    from models.scorer import train_scorer
+    from models.training.scorer_train import train_scorer
 
     kw = dict(steps=6, seed=5, threads=1, n_train=12, batch=4, log_every=2, eval_scenes=0)
     full = train_scorer(tmp_path / "a", **kw)
@@ -80,7 +80,7 @@ def foley_scorer_dir() -> Path:
     """The shipped scorer when the bundle has one, else one trained once per test process."""
     if (SHIPPED / "scorer.json").is_file():
         return SHIPPED
-    from models.scorer import train_scorer
+    from models.training.scorer_train import train_scorer
 
     out = Path(tempfile.mkdtemp(prefix="stepfoley-scorer-"))
     train_scorer(out, steps=300, seed=0, threads=min(2, os.cpu_count() or 1), n_train=200, eval_scenes=0)
@@ -89,14 +89,14 @@ def foley_scorer_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def foley_scorer():
-    pytest.importorskip("models.foleyworld")
-    from models.scorer import FoleyScorer
+    pytest.importorskip("models.training.foleyworld")
+    from models.prompting.scorer import FoleyScorer
 
     return FoleyScorer(foley_scorer_dir())
 
 
 def test_foleyworld_scorer_ranks_present_sources_and_hears_the_mixture(foley_scorer) -> None:
-    from models.scorer import evaluate_scorer
+    from models.training.scorer_train import evaluate_scorer
 
     res = evaluate_scorer(foley_scorer, n_scenes=20)
     print(f"FoleyWorld scorer ({foley_scorer.name}) held-out: {res}")

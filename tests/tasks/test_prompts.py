@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.captioner import Caption, GenerationSettings, VLMCaptioner
+from models.prompting.captioner import Caption, GenerationSettings, VLMCaptioner
 from tasks.prompts import (PromptsFileError, UserPrompt, drop_already_present, finish_scene_prompts,
                            propose_scene_prompts, read_prompts_csv, read_sidecar, sidecar_path,
                            unknown_asset_warnings, user_prompts_for_scene)
@@ -86,7 +86,7 @@ def test_sidecar_both_spellings(tmp_path: Path) -> None:
 
 
 def _caption(text: str, k: int = 5) -> Caption:
-    from models.prompt_text import clean_prompts_detailed
+    from models.prompting.prompt_text import clean_prompts_detailed
 
     c = clean_prompts_detailed(text, k=k)
     return Caption(c.prompts, text, c.dropped, {"backend": "given text"})
@@ -122,7 +122,7 @@ def rain() -> tuple[np.ndarray, int]:
 
 
 def test_drop_what_the_original_audio_already_has(rain: tuple[np.ndarray, int]) -> None:
-    from models.audio_taggers import SpeechTagger, YamnetTagger
+    from models.prompting.audio_taggers import SpeechTagger, YamnetTagger
 
     yam = YamnetTagger()
     if not yam.available:
@@ -156,9 +156,10 @@ def test_stage_on_a_real_tiny_vlm(tmp_path: Path) -> None:
 def test_stage_on_foleyworld_orders_and_leaves_out_what_is_there() -> None:
     """Default captioner + scorer on held-out FoleyWorld scenes with two sources, the first one
     already in the original audio: its prompt is dropped as present, the other is kept."""
-    fw = pytest.importorskip("models.foleyworld")
-    from models.captioner import FoleyCaptioner, scene_sample_rate
-    from models.scorer import FoleyScorer
+    fw = pytest.importorskip("models.training.foleyworld")
+    from models.prompting.captioner import FoleyCaptioner
+    from models.training.captioner_train import scene_sample_rate
+    from models.prompting.scorer import FoleyScorer
     from tests.models.test_captioner import foley_captioner_dir
     from tests.models.test_scorer import foley_scorer_dir
 

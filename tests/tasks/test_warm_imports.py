@@ -18,12 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # Code that runs on a run's threads: the stages and the generation / prompting models.
 # (Training, evaluation and the CLI's own commands run single-threaded.)
 STAGE_CODE = sorted(p for p in (ROOT / "tasks").glob("*.py")) + [
-    ROOT / "models" / f for f in ("pipeline.py", "bundle.py", "codec.py", "features.py",
-                                  "captioner.py", "scorer.py", "audio_taggers.py",
-                                  "prompt_text.py", "mmaudio.py", "controlnet.py")]
+    p for pkg in ("generation", "demo_family", "prompting", "mmaudio_family")
+    for p in sorted((ROOT / "models" / pkg).glob("*.py"))]
 NOT_ON_THREADS = {
     "prefect",  # task decorators, imported at module level by the flows first
-    "models.foleyworld",  # the demo library and training halves, never on a run's threads
+    "models.training.foleyworld",  # the demo library and training halves, never on a run's threads
     "matplotlib", "matplotlib.pyplot", "re",
 }
 

@@ -39,7 +39,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from models import foleyworld as fw
+from models.training import foleyworld as fw
 
 N_FFT, HOP, N_MELS = 512, 256, 64
 CROP_S = 4.0

@@ -23,7 +23,7 @@ E = Σ_{j<k} track_j:
     top-1        = argmax_c score_J(track_k)[c] == c_k           (per-class confusion)
 
 Per scene: the mix M = Σ_k track_k; class-set recall of M; and over scenes the Fréchet distance
-between {e_J(M_s)} and {e_J(real mixture of s)}. Statistics and intervals: ``models.eval_metrics``.
+between {e_J(M_s)} and {e_J(real mixture of s)}. Statistics and intervals: ``models.evaluation.metrics``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from models import foleyworld as fw
-from models.eval_metrics import class_set_recall, cosine100
+from models.training import foleyworld as fw
+from models.evaluation.metrics import class_set_recall, cosine100
 
 METHODS = ("independent", "negative_text", "nag")
 ORDERS = ("descending", "random", "ascending")
@@ -157,14 +157,14 @@ class Judges:
     """The bundle's evaluator and (optionally) YAMNet, behind one call."""
 
     def __init__(self, evaluator_dir: Path, yamnet: bool, threads: int) -> None:
-        from models.evaluator import load_evaluator
+        from models.evaluation.evaluator import load_evaluator
 
         self.evaluator = load_evaluator(evaluator_dir)
         self.classes = tuple(self.evaluator.config.classes)
         self.yamnet = None
         self.names = ["evaluator"]
         if yamnet:
-            from models.yamnet_judge import YamnetJudge
+            from models.evaluation.yamnet_judge import YamnetJudge
 
             self.yamnet = YamnetJudge(self.classes, threads=threads)
             self.names.append("yamnet")
@@ -181,7 +181,7 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
     """Generate every condition's tracks on the held-out scenes and judge them."""
     import torch
 
-    from models.bundle import load_bundle
+    from models.generation.bundle import load_bundle
 
     cfg.validate()
     torch.set_num_threads(cfg.threads)

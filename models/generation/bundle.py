@@ -3,7 +3,8 @@
 A bundle is a diffusers-layout directory (``model_index.json`` + one folder per component). Its
 identity is a pure function of its content:
 
-    files          = every regular file under the bundle except README*, hidden files and
+    files          = every regular file under the bundle except README*, hidden files, training
+                     logs (``_runs/``, what `stepfoley train` leaves beside the weights) and
                      non-component extras (captioner/, evaluator/ are hashed too when present:
                      they change what a run produces)
     sha(f)         = sha256 of the bytes of f
@@ -45,7 +46,8 @@ def bundle_files(path: str | Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts) or rel.name.upper().startswith("README"):
+        if (not p.is_file() or any(part.startswith(".") or part == "_runs" for part in rel.parts)
+                or rel.name.upper().startswith("README")):
             continue
         out[rel.as_posix()] = _sha256(p)
     return out
@@ -72,7 +74,7 @@ def load_bundle(path: str | Path, device: str = "cpu"):
     """The ``StepByStepV2APipeline`` of a local bundle, on ``device``, in eval mode."""
     import torch
 
-    from models.pipeline import StepByStepV2APipeline
+    from models.generation.pipeline import StepByStepV2APipeline
 
     pipe = StepByStepV2APipeline.from_pretrained(Path(path).expanduser())
     return pipe.to(torch.device(device))

@@ -19,7 +19,7 @@ The paper orders prompts by ImageBind text–video similarity. Here:
 
 ``score`` returns the raw cosine (for ordering, stored per prompt); ``presence`` the
 probability. Training (``train_scorer``) is deterministic given (seed, threads, steps) and
-resumable like ``models.captioner.train_captioner``.
+resumable like ``models.prompting.captioner.train_captioner``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -37,9 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.captioner import (_bank_mosaics, _split_seeds, _step_generator, all_captions, build_caption_tokenizer,
-                              foleyworld_bank, keyframes, log_mel_16k, mosaic, sample_caption, scene_sample_rate,
-                              scene_sources)
+from models.prompting.captioner import build_caption_tokenizer, keyframes, mosaic
+from models.prompting.scorer_audio import log_mel_16k
 
 SCORER_META = "scorer.json"
 AUDIO_SR = 16000
@@ -181,7 +179,7 @@ class FoleyScorerModel(nn.Module):
         return cos * self.scale[modality].exp() + self.bias[modality]
 
 
-def _build_text_tokenizer(texts: Sequence[str], text_len: int):
+def build_text_tokenizer(texts: Sequence[str], text_len: int):
     """The captioner's word-level tokenizer plus [BOS] … [EOS] around every text (CLIP pools the
     text at its [EOS] token), padded to ``text_len``."""
     from tokenizers.processors import TemplateProcessing
@@ -193,7 +191,7 @@ def _build_text_tokenizer(texts: Sequence[str], text_len: int):
     return tok
 
 
-def _encode_text(tokenizer, texts: Sequence[str], text_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_text(tokenizer, texts: Sequence[str], text_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     enc = tokenizer(list(texts), padding="max_length", truncation=True, max_length=text_len, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     # Truncation can cut off [EOS]; put it back at the last kept position.
@@ -222,7 +220,7 @@ class FoleyScorer:
         self.name = f"foleyworld-scorer:{self.model_dir.parent.name or self.model_dir.name}"
 
     def _text(self, prompts: Sequence[str]) -> torch.Tensor:
-        ids, mask = _encode_text(self.tokenizer, prompts, self.cfg.text_len)
+        ids, mask = encode_text(self.tokenizer, prompts, self.cfg.text_len)
         return self.model.text(ids.to(self.device), mask.to(self.device))
 
     @torch.no_grad()
@@ -257,129 +255,3 @@ def load_scorer(path: str | os.PathLike, device: str = "cpu") -> Scorer:
     if (p / SCORER_META).is_file():
         return FoleyScorer(p, device=device)
     return ClipScorer(p, device=device)
-
-
-# ============================================================================ training
-
-
-def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, threads: int = 2,
-                 n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
-                 cfg: FoleyScorerConfig | None = None, quiet: bool = True,
-                 stop_after: int | None = None, eval_scenes: int = 40) -> dict[str, Any]:
-    """Train the default scorer on FoleyWorld train seeds and save it to ``out_dir``.
-
-    Each step: ``batch`` scenes (video mosaic with random keyframes, and a random 4 s crop of
-    the mixture's log-mel) against ``batch`` captions (a paraphrase of a random class: half
-    from the batch's own scenes, half uniform, so negatives are common); the sigmoid loss above
-    for both modalities. Deterministic given (seed, threads, steps); resumable from
-    ``out_dir/_ckpt.pt`` (``stop_after`` interrupts on purpose); ``out_dir/train_log.json``
-    holds the curve and, unless ``eval_scenes`` is 0, accuracies on held-out test seeds.
-    """
-    from safetensors.torch import save_file
-
-    from models import foleyworld as fw
-
-    cfg = cfg or FoleyScorerConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(int(threads))
-    t0 = time.perf_counter()
-    args = {"steps": steps, "seed": seed, "threads": threads, "n_train": n_train, "batch": batch, "lr": lr,
-            "config": asdict(cfg)}
-    bank = foleyworld_bank(tuple(_split_seeds(fw.SPLITS["train"], n_train)), tile=cfg.tile,
-                           mel=(cfg.n_fft, cfg.hop, cfg.n_mels))
-    classes = list(fw.CLASSES)
-    tokenizer = _build_text_tokenizer(all_captions(classes, seed), cfg.text_len)
-    torch.manual_seed(seed)
-    model = FoleyScorerModel(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
-                             tokenizer.eos_token_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
-    log: list[dict[str, float]] = []
-    start = 0
-    ckpt = out / "_ckpt.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("args") == args:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            log, start = state["log"], int(state["step"])
-
-    n_scenes, t_mel = len(bank["classes"]), bank["mels"].shape[-1]
-    crop = min(t_mel, int(4.0 * AUDIO_SR / cfg.hop))
-    model.train()
-    for step in range(start, steps):
-        gen = _step_generator(seed, "scorer", step)
-        rng = np.random.default_rng([seed, step, 5])
-        idx = torch.randint(0, n_scenes, (batch,), generator=gen)
-        pix = _bank_mosaics(bank["keyframes"][idx], cfg.grid, gen)
-        off = torch.randint(0, t_mel - crop + 1, (batch,), generator=gen)
-        mel = torch.stack([bank["mels"][int(i), :, int(o) : int(o) + crop] for i, o in zip(idx, off)])
-        text_cls = [rng.choice(bank["classes"][int(i)]) if b % 2 == 0 else classes[int(rng.integers(len(classes)))]
-                    for b, i in enumerate(idx)]
-        texts = [sample_caption(str(c), rng) for c in text_cls]
-        y = torch.tensor([[1.0 if c in bank["classes"][int(i)] else -1.0 for c in text_cls] for i in idx])
-        ids, mask = _encode_text(tokenizer, texts, cfg.text_len)
-        t = model.text(ids, mask)
-        loss_v = -F.logsigmoid(y * model.logits(model.video(pix) @ t.T, 0)).mean()
-        loss_a = -F.logsigmoid(y * model.logits(model.sound(mel) @ t.T, 1)).mean()
-        loss = loss_v + loss_a
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            log.append({"step": step + 1, "loss_video": round(loss_v.item(), 5), "loss_audio": round(loss_a.item(), 5)})
-            if not quiet:
-                print(f"scorer step {step + 1}/{steps} video {loss_v.item():.4f} audio {loss_a.item():.4f}", flush=True)
-            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
-            os.replace(ckpt.with_suffix(".tmp"), ckpt)
-        if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
-            # An interruption on purpose (tests, time budgets): the checkpoint is the state.
-            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt)
-            return {"component": "scorer", **args, "stopped_at": step + 1, "log": log}
-
-    model.eval()
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    tokenizer.save_pretrained(out)
-    (out / SCORER_META).write_text(json.dumps({"kind": "foleyworld-scorer", "config": asdict(cfg),
-                                               "classes": classes, "train": args}, indent=2))
-    result = {"component": "scorer", **args, "log": log, "seconds": round(time.perf_counter() - t0, 1)}
-    if eval_scenes:
-        result["heldout"] = evaluate_scorer(FoleyScorer(out), n_scenes=eval_scenes)
-    # Wall time stays out of the file: the bundle's identity hashes it, and a rerun must match.
-    (out / "train_log.json").write_text(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
-    ckpt.unlink(missing_ok=True)
-    return result
-
-
-def evaluate_scorer(scorer: FoleyScorer, n_scenes: int = 40, split: str = "test") -> dict[str, float]:
-    """On held-out scenes, with one canonical caption per class: how often a present class
-    outscores every absent one (video ranking AUC-style), and the accuracy of the audio
-    presence decision at 0.5."""
-    from models import foleyworld as fw
-
-    classes = list(fw.CLASSES)
-    texts = [sample_caption(c, np.random.default_rng(0)) for c in classes]
-    pairs_won = pairs = correct = total = 0
-    for s in _split_seeds(fw.SPLITS[split], n_scenes):
-        scene = fw.make_scene(int(s), 8.0, scene_sources(s), 64)
-        truth = {src.cls for src in scene.sources}
-        v = scorer.score(scene.frames, texts)
-        for i, ci in enumerate(classes):
-            for j, cj in enumerate(classes):
-                if ci in truth and cj not in truth:
-                    pairs += 1
-                    pairs_won += v[i] > v[j]
-        sr = scene_sample_rate(scene)
-        pa = scorer.audio_presence(np.asarray(scene.mixture), sr, texts)
-        for c, p in zip(classes, pa):
-            total += 1
-            correct += (p >= 0.5) == (c in truth)
-    return {"video_pair_accuracy": pairs_won / max(1, pairs), "audio_presence_accuracy": correct / max(1, total)}

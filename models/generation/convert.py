@@ -2,7 +2,7 @@
 
     official state dict (.pth / .safetensors, official key names)
       → drop derived keys (t_embed.freqs, latent_rot, clip_rot)
-      → strict load into ``models.mmaudio.MMAudio(**preset)``
+      → strict load into ``models.generation.mmaudio.MMAudio(**preset)``
       → ``save_pretrained(out_dir)``: config.json (constructor arguments) +
         diffusion_pytorch_model.safetensors (same key names, so the file stays loadable by the
         official code after adding back nothing: the derived keys are recomputed there too)
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from models.mmaudio import MMAudio
+from models.generation.mmaudio import MMAudio
 
 
 def convert_mmaudio(checkpoint: str | Path | Mapping[str, torch.Tensor], config: str | Mapping[str, Any],

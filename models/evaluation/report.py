@@ -1,6 +1,6 @@
 """Summary, gates and the written report (markdown, JSON, PNGs) of an evaluation run.
 
-Aggregates of ``models.evaluate`` records: every metric is a mean with a 95 % scene-bootstrap
+Aggregates of ``models.evaluation.evaluate`` records: every metric is a mean with a 95 % scene-bootstrap
 interval; paired differences (NAG − baseline over the same scene, class and seed) get their
 own interval. The gates are the issue's, checked on the bundle's evaluator (the judge the
 gates name), and reported beside YAMNet's verdict for the same comparison:
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from models.eval_metrics import bootstrap_ci, bootstrap_statistic, frechet_distance, intervals_disjoint, is_monotone
+from models.evaluation.metrics import bootstrap_ci, bootstrap_statistic, frechet_distance, intervals_disjoint, is_monotone
 
 TRACK_METRICS = ("separability", "fidelity", "leakage")
 LOWER_BETTER = {"separability": True, "fidelity": False, "leakage": True, "fd": True, "recall": False, "top1": False}
@@ -34,7 +34,7 @@ def _by_scene(rows: list[dict[str, Any]], value) -> list[list[float]]:
 
 
 def summarise(res) -> dict[str, Any]:
-    """Every number of the report, from an :class:`models.evaluate.EvalResult`."""
+    """Every number of the report, from an :class:`models.evaluation.evaluate.EvalResult`."""
     judges = [j for j in ("evaluator", "yamnet") if any(f"{j}_fidelity" in t for t in res.tracks[:1])]
     conds = res.config["conditions"]
     out: dict[str, Any] = {"config": res.config, "judges": judges, "conditions": {}, "paired": {},
@@ -240,7 +240,7 @@ def write_report(res, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, A
     os.replace(tmp, out / "embeddings.npz")
     plots = {"beta_sweep": out / "beta_sweep.png", "confusion": out / "confusion.png",
              "examples": out / "example_spectrograms.png"}
-    from models.eval_plots import plot_beta_sweep, plot_confusion, plot_examples
+    from models.evaluation.plots import plot_beta_sweep, plot_confusion, plot_examples
 
     plot_beta_sweep(beta_sweep(s, res.config), s["judges"], plots["beta_sweep"])
     main = _main_conditions(res.config)

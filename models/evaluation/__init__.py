@@ -1,0 +1,2 @@
+"""Evaluation: the FoleyWorld evaluator (judge), YAMNet judge, metrics, plots and reports.
+"""
