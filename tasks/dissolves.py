@@ -42,6 +42,7 @@ RESIDUAL_MAX = 0.3
 ALPHA_DROP = 0.15
 EDGE = 4
 STILL = 0.6
+CHUNK = 4096  # frames per block of the vectorised scan
 HALF_LENGTHS_S = (0.1, 0.16, 0.25, 0.4, 0.6, 1.0, 1.6)
 
 
@@ -53,63 +54,76 @@ class Dissolve:
 
 
 def _blend(g: np.ndarray, a: int, b: int) -> tuple[np.ndarray, float] | None:
-    """(α_j for j = a … b, largest residual) of the frames between ``a`` and ``b``."""
-    diff = g[b] - g[a]
+    """(α_j for j = a … b, largest residual) of the mean-removed frames between ``a`` and ``b``."""
+    c = _centred(g, slice(a, b + 1))
+    diff = c[-1] - c[0]
     norm2 = float(diff @ diff)
     if norm2 <= 0:
         return None
-    seg = g[a:b + 1] - g[a]
+    seg = c - c[0]
     alpha = seg @ diff / norm2
     resid = np.linalg.norm(seg - alpha[:, None] * diff[None, :], axis=1) / np.sqrt(norm2)
     return alpha, float(resid.max())
+
+
+def _centred(g: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+    """Mean-removed float32 thumbnails of ``rows`` only (never all N at once: a 30-minute video
+    has 45,000 frames, and a float copy of every thumbnail would be 26 MB)."""
+    x = g[rows].astype(np.float32)
+    return x - x.mean(axis=-1, keepdims=True)
 
 
 def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None = None) -> list[Dissolve]:
     """Dissolves in a (N, 9, 16) thumbnail series; frames where ``excluded`` is true (those of
     fades) are never part of one."""
     n = len(thumbs)
-    g = thumbs.reshape(n, -1).astype(np.float32)
+    g = thumbs.reshape(n, -1)
     if n < 5:
         return []
-    centred = g - g.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1)
     # steps, stillness and the blend fit on mean-removed thumbnails: film flicker shifts a
     # whole frame's brightness, which would otherwise look like change at every frame
     step = np.zeros(n, np.float32)
-    step[1:] = np.abs(np.diff(centred, axis=0)).mean(axis=1)
+    norms = np.empty(n, np.float32)
+    for lo in range(0, n, CHUNK):
+        c = _centred(g, slice(max(0, lo - 1), lo + CHUNK))
+        norms[lo:lo + CHUNK] = np.linalg.norm(c[1:] if lo else c, axis=1)
+        if len(c) > 1:
+            step[max(1, lo):lo + CHUNK] = np.abs(np.diff(c, axis=0)).mean(axis=1)
     bad = np.zeros(n, bool) if excluded is None else excluded.astype(bool)
     spans: list[tuple[int, int]] = []
     for h in sorted({max(2, int(round(x * fps))) for x in HALF_LENGTHS_S}):
         if 2 * h + 2 * EDGE >= n:
             break
-        m = np.arange(h + EDGE, n - h - EDGE)
-        a, b = m - h, m + h
-        big = np.abs(g[b] - g[a]).mean(axis=1)
-        na, nb = norms[a], norms[b]
-        corr = (centred[a] * centred[b]).sum(axis=1) / np.maximum(na * nb, 1e-6)
-        textured = np.minimum(na, nb) >= FLAT_STD * np.sqrt(g.shape[1])
         # largest single step within (a, b]: windows of 2h steps starting at a + 1
-        peak = np.lib.stride_tricks.sliding_window_view(step, 2 * h).max(axis=1)[a + 1]
-        ok = (big >= CHANGE_MIN) & textured & (corr <= CORR_MAX) & (peak <= SPREAD * big)
-        for mi in np.flatnonzero(ok):
-            aa, bb, d = int(a[mi]), int(b[mi]), float(big[mi])
-            if bad[aa:bb + 1].any():
-                continue
-            rate = d / (bb - aa)
-            outside = max(np.abs(centred[aa] - centred[aa - EDGE]).mean() - step[aa],
-                          np.abs(centred[bb + EDGE] - centred[bb]).mean() - step[bb + 1])
-            if outside > STILL * (EDGE - 1) * rate:
-                continue
-            fit = _blend(centred, aa, bb)
-            if fit is None:
-                continue
-            alpha, resid = fit
-            if resid > RESIDUAL_MAX or (np.diff(alpha) < -ALPHA_DROP).any():
-                continue
-            spans.append((aa, bb))
+        peaks = np.lib.stride_tricks.sliding_window_view(step, 2 * h).max(axis=1)
+        for lo in range(h + EDGE, n - h - EDGE, CHUNK):
+            m = np.arange(lo, min(lo + CHUNK, n - h - EDGE))
+            a, b = m - h, m + h
+            big = np.abs(g[b].astype(np.int16) - g[a]).mean(axis=1)
+            ca, cb = _centred(g, a), _centred(g, b)
+            na, nb = norms[a], norms[b]
+            corr = (ca * cb).sum(axis=1) / np.maximum(na * nb, 1e-6)
+            textured = np.minimum(na, nb) >= FLAT_STD * np.sqrt(g.shape[1])
+            ok = (big >= CHANGE_MIN) & textured & (corr <= CORR_MAX) & (peaks[a + 1] <= SPREAD * big)
+            for mi in np.flatnonzero(ok):
+                aa, bb, d = int(a[mi]), int(b[mi]), float(big[mi])
+                if bad[aa:bb + 1].any():
+                    continue
+                rate = d / (bb - aa)
+                c = _centred(g, np.array([aa - EDGE, aa, bb, bb + EDGE]))
+                outside = max(np.abs(c[1] - c[0]).mean() - step[aa], np.abs(c[3] - c[2]).mean() - step[bb + 1])
+                if outside > STILL * (EDGE - 1) * rate:
+                    continue
+                fit = _blend(g, aa, bb)
+                if fit is None:
+                    continue
+                alpha, resid = fit
+                if resid > RESIDUAL_MAX or (np.diff(alpha) < -ALPHA_DROP).any():
+                    continue
+                spans.append((aa, bb))
     out: list[Dissolve] = []
     for aa, bb in _merge(spans):
-        fit = _blend(centred, aa, bb)
+        fit = _blend(g, aa, bb)
         if fit is None:
             continue
         alpha = fit[0]

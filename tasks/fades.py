@@ -56,18 +56,27 @@ class Fade:
         return self.in_end - self.flat_end
 
 
+CHUNK = 4096  # frames per block: temporaries stay small however long the video
+
+
 def thumb_change(series: FrameSeries) -> np.ndarray:
     """c_i = mean |g_i − g_{i−1}| over the thumbnail (c_0 = 0): the content-change score."""
-    g = series.thumbs.astype(np.float32)
-    c = np.zeros(len(series), np.float32)
-    if len(series) > 1:
-        c[1:] = np.abs(np.diff(g, axis=0)).mean(axis=(1, 2))
+    n = len(series)
+    g = series.thumbs.reshape(n, -1)
+    c = np.zeros(n, np.float32)
+    for a in range(1, n, CHUNK):
+        b = min(n, a + CHUNK)
+        c[a:b] = np.abs(g[a:b].astype(np.int16) - g[a - 1:b - 1]).mean(axis=1)
     return c
 
 
 def flat_colour(series: FrameSeries) -> np.ndarray:
     """Per frame: 0 not flat, 1 flat black, 2 flat white."""
-    spread = series.thumbs.reshape(len(series), -1).astype(np.float32).std(axis=1)
+    n = len(series)
+    g = series.thumbs.reshape(n, -1)
+    spread = np.empty(n, np.float32)
+    for a in range(0, n, CHUNK):
+        spread[a:a + CHUNK] = g[a:a + CHUNK].astype(np.float32).std(axis=1)
     flat = spread <= FLAT_STD
     out = np.zeros(len(series), np.int8)
     out[flat & (series.mean <= BLACK_MEAN)] = 1

@@ -52,7 +52,8 @@ class FrameStatsCollector:
         self._thumbs += cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA).tobytes()
 
     def series(self) -> FrameSeries:
+        """The series as arrays over the collected buffers (no copy: nothing is added after)."""
         w, h = THUMB_SIZE
-        return FrameSeries(np.frombuffer(self._t, np.float64).copy(),
-                           np.frombuffer(self._mean, np.float32).copy(),
-                           np.frombuffer(bytes(self._thumbs), np.uint8).reshape(-1, h, w).copy())
+        return FrameSeries(np.frombuffer(self._t, np.float64),
+                           np.frombuffer(self._mean, np.float32),
+                           np.frombuffer(self._thumbs, np.uint8).reshape(-1, h, w))

@@ -66,17 +66,26 @@ class Transitions:
     tail: Edge
 
 
-def _centred(series: FrameSeries) -> np.ndarray:
-    g = series.thumbs.reshape(len(series), -1).astype(np.float32)
-    return g - g.mean(axis=1, keepdims=True)
+class _Centred:
+    """Mean-removed thumbnails, computed for the few frames asked about (not all N at once)."""
+
+    def __init__(self, series: FrameSeries) -> None:
+        self._g = series.thumbs.reshape(len(series), -1)
+
+    def __len__(self) -> int:
+        return len(self._g)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        x = self._g[i].astype(np.float32)
+        return x - x.mean()
 
 
-def _same_picture(c: np.ndarray, i: int, j: int, jump: float | None = None) -> bool:
+def _same_picture(c: _Centred, i: int, j: int, jump: float | None = None) -> bool:
     d = float(np.abs(c[i] - c[j]).mean())
     return d <= SAME_PICTURE or (jump is not None and d < jump / 3.0)
 
 
-def _is_flash_cut(c: np.ndarray, i: int, k: int) -> bool:
+def _is_flash_cut(c: _Centred, i: int, k: int) -> bool:
     """Does the picture come back to frame i − 1's within k frames after the cut at frame i?"""
     if i < 1:
         return False
@@ -93,7 +102,7 @@ def find_transitions(series: FrameSeries, cuts: list[float], duration_s: float,
     head, tail = Edge(0.0, 0.0, False), Edge(duration_s, 0.0, False)
     if n == 0:
         return Transitions([], head, tail)
-    c = _centred(series)
+    c = _Centred(series)
     flash_k = max(1, int(round(FLASH_S * fps)))
     spans: list[tuple[int, int]] = []
     found: list[tuple[int, Boundary]] = []
