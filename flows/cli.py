@@ -89,7 +89,7 @@ def _register_optional_commands() -> None:
     import importlib
 
     for name in ("flows.cli_run", "flows.cli_models", "flows.cli_prompts", "flows.cli_review",
-                 "flows.cli_eval", "flows.cli_parity"):
+                 "flows.cli_eval", "flows.cli_extract", "flows.cli_parity"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:
