@@ -1,11 +1,10 @@
 """Discover videos in a library and register what they are.
 
 Discovery walks the directory tree (following directory symlinks, but never into a directory
-it has already visited: a symlink loop is reported, not walked forever). A file is a
-candidate when its name says video (.mp4, .mov, .mkv, …) or its first bytes carry a video
-container signature (ISO-BMFF ``ftyp``, Matroska/WebM EBML, RIFF AVI, MPEG-TS sync bytes,
-FLV, Ogg); candidates are then probed for real. Sidecars (``*.prompts.txt``), manifests and
-hidden files are not candidates. Hashing streams the file (1 MiB chunks, sha256).
+it has already visited: a symlink loop is reported, not walked forever). Which files are
+video candidates (by name or first bytes) is decided by tasks/library_files.py; candidates are
+then probed for real. Sidecars (``*.prompts.txt``), manifests and hidden files are not
+candidates. Hashing streams the file (1 MiB chunks, sha256).
 
 A library given as an fsspec URI (``memory://…``, ``s3://…``) is walked by tasks/library_fs.py,
 which stages each candidate into a local content-addressed cache; the discovered file is the
@@ -24,15 +23,9 @@ from typing import Any, Iterator
 
 from tasks import library_fs
 from tasks.errors import MediaError
+from tasks.library_files import VIDEO_EXTENSIONS, is_sidecar, looks_like_video
 from tasks.media_paths import display, to_uri
 from tasks.probe import ProbeResult, probe
-
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts",
-                    ".mpg", ".mpeg", ".flv", ".ogv", ".wmv", ".3gp", ".mxf", ".dv"}
-_SIGNATURES = (
-    (4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"),
-    (0, b"\x00\x00\x01\xba"), (0, b"\x00\x00\x01\xb3"), (0, b"\x30\x26\xb2\x75"),
-)
 
 
 @dataclass(frozen=True)
@@ -58,26 +51,6 @@ class IngestResult:
 
     def probe_dict(self) -> dict[str, Any]:
         return self.probe.to_json()
-
-
-def is_video_candidate(name: str, head: bytes, size: int) -> bool:
-    """A video by its name, or by its first 16 bytes (container signature)."""
-    if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
-        return True
-    if len(head) >= 1 and head[0] == 0x47 and size % 188 == 0:
-        return True
-    return any(head[off:off + len(sig)] == sig for off, sig in _SIGNATURES)
-
-
-def looks_like_video(path: Path) -> bool:
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
-        return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-        return is_video_candidate(path.name, head, path.stat().st_size)
-    except OSError:
-        return False
 
 
 def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[DiscoveredFile | MediaError]:
@@ -142,7 +115,7 @@ def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[Dis
                 if p.suffix.lower() in VIDEO_EXTENSIONS:
                     yield MediaError(f"{display(p)}: not a regular file", path=str(p), stage="discover")
                 continue
-            if p.name.endswith(".prompts.txt"):
+            if is_sidecar(p.name):
                 continue
             if not os.access(p, os.R_OK):
                 yield MediaError(f"{display(p)}: permission denied", path=str(p), stage="discover")

@@ -43,7 +43,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from tasks.config import load_settings
 from tasks.errors import MediaError, TransientError
+from tasks.library_files import SIDECAR_SUFFIX, VIDEO_EXTENSIONS, is_sidecar, is_video_candidate
 from tasks.media_paths import display
 
 T = TypeVar("T")
@@ -74,8 +76,6 @@ def cache_root(data_dir: str | os.PathLike[str]) -> Path:
 
 def default_cache_root() -> Path:
     """The cache of the configured data dir (``STEPFOLEY_DATA_DIR`` or the default)."""
-    from tasks.config import load_settings
-
     return cache_root(load_settings().data_dir)
 
 
@@ -131,8 +131,6 @@ def _walk_remote(uri: str) -> Iterator[tuple[str, Any, str, dict[str, Any]] | Me
     """
     from fsspec.core import url_to_fs
 
-    from tasks.ingest import VIDEO_EXTENSIONS, is_video_candidate
-
     try:
         fs, root = url_to_fs(uri)
         is_file = fs.isfile(root)
@@ -158,7 +156,7 @@ def _walk_remote(uri: str) -> Iterator[tuple[str, Any, str, dict[str, Any]] | Me
         if info.get("type", "file") != "file":
             continue
         rel = name[len(root):].lstrip("/") if name.startswith(root) else name.rsplit("/", 1)[-1]
-        if any(part.startswith(".") for part in rel.split("/")) or rel.endswith(".prompts.txt"):
+        if any(part.startswith(".") for part in rel.split("/")) or is_sidecar(rel):
             continue
         file_uri = base + rel
         if os.path.splitext(rel)[1].lower() not in VIDEO_EXTENSIONS:
@@ -231,8 +229,6 @@ def stage(uri: str, cache_dir: Path, remote: tuple[Any, str, dict[str, Any]] | N
 
 def _stage_sidecar(fs: Any, name: str, staged: Path) -> None:
     """Copy the remote video's prompts sidecar next to its staged copy (or drop a stale one)."""
-    from tasks.prompts import SIDECAR_SUFFIX
-
     target = staged.with_name(staged.name + SIDECAR_SUFFIX)
     stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     for cand in (name + SIDECAR_SUFFIX, name.rsplit("/", 1)[0] + "/" + stem + SIDECAR_SUFFIX

@@ -34,13 +34,13 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from tasks.config import ConfigError
+from tasks.library_files import SIDECAR_SUFFIX
 from tasks.process_cache import loaded_once
 
 log = logging.getLogger(__name__)
 
 PromptMode = Literal["replace", "extend"]
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-SIDECAR_SUFFIX = ".prompts.txt"
 MAX_PROMPT_WORDS = 12
 
 
@@ -86,6 +86,8 @@ class UserPrompt:
         parts = tuple(x for x in k.parts if x not in (".", ""))
         return bool(parts) and p.absolute().parts[-len(parts):] == parts
 
+
+MAX_ORDER = 1000  # a rank among a scene's prompts; more than the tracks anyone generates
 
 _HEADER_ALIASES = {
     "asset": "asset", "path": "asset", "file": "asset", "video": "asset", "sha256": "asset", "sha": "asset",
@@ -176,6 +178,8 @@ def read_prompts_csv(path: str | Path) -> list[UserPrompt]:
                 order = int(order_raw)
             except ValueError:
                 raise PromptsFileError(f"{where}: order {order_raw!r} is not an integer") from None
+            if not 1 <= order <= MAX_ORDER:
+                raise PromptsFileError(f"{where}: order {order_raw!r} must be in 1..{MAX_ORDER} (1 = first)")
         out.append(UserPrompt(asset, _clean_user_prompt(rec.get("prompt", ""), where), start, end, order, where))
     return out
 

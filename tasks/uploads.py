@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from tasks.ingest import looks_like_video
+from tasks.library_files import is_sidecar, looks_like_video
 
 
 def _snapshot(inbox: Path) -> dict[str, list[float]]:
@@ -21,7 +21,7 @@ def _snapshot(inbox: Path) -> dict[str, list[float]]:
     for root, dirs, files in os.walk(inbox, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            if name.startswith(".") or name.endswith(".prompts.txt"):
+            if name.startswith(".") or is_sidecar(name):
                 continue  # temp files of uploaders and our own atomic writes; prompt sidecars
             p = Path(root) / name
             try:

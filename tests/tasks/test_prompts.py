@@ -15,7 +15,7 @@ from tasks.prompts import (PromptsFileError, UserPrompt, drop_already_present, f
                            unknown_asset_warnings, user_prompts_for_scene)
 
 SHA = hashlib.sha256(b"clip").hexdigest()
-RAIN = Path(__file__).resolve().parents[2] / "models" / "foleyworld_sounds" / "rain"  # real ESC-10 clips
+RAIN = Path(__file__).resolve().parents[2] / "models" / "training" / "foleyworld_sounds" / "rain"  # real ESC-10 clips
 
 
 def _csv(tmp_path: Path, body: str) -> Path:
