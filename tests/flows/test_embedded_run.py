@@ -66,14 +66,31 @@ def db_choice(request, tmp_path: Path):  # type: ignore[no-untyped-def]
     return None
 
 
+@pytest.fixture(scope="module")
+def sqlite_run(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path,
+               demo_footage: Path) -> tuple[Path, Path]:
+    """One embedded run on SQLite (library, data dir), shared by the idempotency test and the
+    golden stems, so the golden check costs no run of its own."""
+    root = tmp_path_factory.mktemp("embedded")
+    lib = make_library(demo_footage, root / "lib", NAMES, PROMPTS)
+    data = root / "data"
+    first = _run(data, tiny_bundle, lib)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return lib, data
+
+
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_run_is_idempotent_and_records_provenance(backend: str, request, tmp_path: Path,
                                                    tiny_bundle: Path, demo_footage: Path) -> None:
-    db = request.getfixturevalue("postgres_url") if backend == "postgres" else None
-    lib = make_library(demo_footage, tmp_path / "lib", NAMES, PROMPTS)
-    data = tmp_path / "data"
-    first = _run(data, tiny_bundle, lib, db)
-    assert first.returncode == 0, first.stdout + first.stderr
+    if backend == "sqlite":
+        db = None
+        lib, data = request.getfixturevalue("sqlite_run")
+    else:
+        db = request.getfixturevalue("postgres_url")
+        lib = make_library(demo_footage, tmp_path / "lib", NAMES, PROMPTS)
+        data = tmp_path / "data"
+        first = _run(data, tiny_bundle, lib, db)
+        assert first.returncode == 0, first.stdout + first.stderr
     url = db or f"sqlite:///{data / 'stepfoley.db'}"
     rows = _status(data, db)
     assert {r["status"] for r in rows} == {"done"} and len(rows) == 2
@@ -91,6 +108,60 @@ def test_run_is_idempotent_and_records_provenance(backend: str, request, tmp_pat
         assert t.steps == 3 and t.alpha == 4.5 and t.mode == "nag" and t.wall_s > 0
         assert Path(t.stem_uri).is_file()
     print(f"rerun took {time.monotonic() - t0:.1f} s")
+
+
+# The stems of the tiny run above, as (asset file, scene, window, order, version) -> (seed,
+# sha256 of the decoded 24-bit samples; FLAC container bytes are not hashed). These are promised
+# stable: a change here changes what every user gets for the same footage and settings. Updating
+# them is a deliberate decision that needs a CHANGELOG.md entry saying what changed and why;
+# never refresh them just to make the test pass.
+GOLDEN_STEMS: dict[tuple[str, int, int, int, int], tuple[int, str]] = {
+    ("three-shots.mp4", 0, 0, 1, 1): (604193100853138957,
+                                    "9a2a962fa97f935c8818ba7fcfe8f73848c89019f30980f4723572cbb9b943f5"),
+    ("three-shots.mp4", 0, 0, 2, 1): (518443670265050027,
+                                    "a90d7ffbd5cfd573c29468c492eeb1aa6dcf04c0fd67f204b89c9d949626e7b3"),
+    ("three-shots.mp4", 1, 0, 1, 1): (572658909217218911,
+                                    "370b4d9de26b164cbcce916a0f8a5111872b04cc0edd7eae8a3b06b0e57a98d2"),
+    ("three-shots.mp4", 1, 0, 2, 1): (58712186969540537,
+                                    "ea2b976b3b64985d032aeadbf3c8c3336e8380e4556eae7a06c64ae4fc0f1159"),
+    ("three-shots.mp4", 2, 0, 1, 1): (184985026784091710,
+                                    "7ba280ad01cc61793c04ecf0535ef24605a4862b16ccf51731b42d70ab59210e"),
+    ("three-shots.mp4", 2, 0, 2, 1): (734196674834429397,
+                                    "4895f022e94f0527c074368485d8cc833e7fac0bb24b780a414ae8e72cc1add6"),
+    ("with-original.mp4", 0, 0, 1, 1): (82054284996800820,
+                                    "02b57578d725e6a7941ecdee4efcf10b214c622d05dc41faa16d03053899524a"),
+    ("with-original.mp4", 0, 0, 2, 1): (1078987783741637454,
+                                    "11d357294b18b6d0b60517a1dabbc205a4d26e5dbd1433cec400d2df6b62264a"),
+    ("with-original.mp4", 1, 0, 1, 1): (301204058306481464,
+                                    "46e4515c7dc2086ac50495df19db7de67015127e6dab852ed1eee3b1007daae2"),
+    ("with-original.mp4", 1, 0, 2, 1): (997259949518756364,
+                                    "48820b519d9aed1b9f8c44864e35b82e22b3bf5ab138bd1f974181260e4ff714"),
+}
+
+
+def _stem_digests(url: str) -> dict[tuple[str, int, int, int, int], tuple[int, str]]:
+    import soundfile as sf
+
+    from sql.schema import Scene
+
+    with session_scope(_engine(url)) as s:
+        rows = s.execute(select(Asset.uri, Scene.index, Scene.window_index, Track.order, Track.version,
+                                Track.seed, Track.stem_uri)
+                         .join(Scene, Scene.asset_id == Asset.id).join(Track, Track.scene_id == Scene.id)
+                         .where(Track.status == "current")).all()
+    out = {}
+    for uri, scene, window, order, version, seed, stem in rows:
+        samples, _ = sf.read(stem, dtype="int32", always_2d=True)
+        out[(Path(uri).name, scene, window, order, version)] = (
+            seed, hashlib.sha256(samples.astype("<i4").tobytes()).hexdigest())
+    return out
+
+
+def test_stems_are_the_golden_ones(sqlite_run: tuple[Path, Path]) -> None:
+    """Known footage, bundle and settings give known seeds and bit-identical stems."""
+    _, data = sqlite_run
+    got = _stem_digests(f"sqlite:///{data / 'stepfoley.db'}")
+    assert got == GOLDEN_STEMS, "stems changed: a deliberate decision? then CHANGELOG.md + new values"
 
 
 def test_bad_input_is_recorded_and_batch_continues(tmp_path: Path, tiny_bundle: Path,
