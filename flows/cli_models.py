@@ -1,4 +1,13 @@
-"""Model commands: `stepfoley convert-mmaudio` and `stepfoley train`."""
+"""Model commands: `stepfoley convert-mmaudio` and `stepfoley train`.
+
+`convert-mmaudio` has two forms: ``--from DIR --variant PRESET --out BUNDLE`` converts the whole
+official release into a bundle (``models.generation.convert.convert_release``); ``--checkpoint FILE
+--config PRESET|JSON --out DIR`` converts one network checkpoint into a ``transformer/`` folder.
+With ``--from``, ``--config`` is a JSON file of per-component constructor sizes
+(``{"network": {...}, "vae": {...}, "vocoder": {...}, "synchformer": {...}}``, see
+``models.mmaudio_family.release``) for releases that are not at the official sizes — the tests'
+tiny release uses it.
+"""
 
 from __future__ import annotations
 
@@ -29,16 +38,59 @@ def _config_arg(value: str) -> str | dict[str, Any]:
     return value
 
 
+def _convert_release(release: Path, variant: str, out: Path, config: str | None, vocoder_dir: Path | None,
+                     clip_dir: Path | None, force: bool) -> None:
+    from models.generation.bundle import bundle_identity
+    from models.generation.convert import convert_release
+    from models.mmaudio_family.release import ReleaseError
+
+    overrides = None
+    if config is not None:
+        loaded = _config_arg(config)
+        if not isinstance(loaded, dict):
+            raise ConfigError("with --from, --config is a JSON file of per-component sizes, not a preset name")
+        overrides = loaded
+    try:
+        path = convert_release(release, variant, out, overrides=overrides, vocoder_dir=vocoder_dir,
+                               clip_dir=clip_dir, force=force)
+    except ReleaseError as exc:
+        raise ConfigError(str(exc)) from exc
+    click.echo(f"wrote {path} ({variant}, bundle {bundle_identity(path)['bundle_id']})")
+
+
 def register(cli: click.Group) -> None:
     @cli.command("convert-mmaudio", context_settings=CTX)
-    @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
-                  help="Official MMAudio weights (.pth or .safetensors).")
-    @click.option("--config", "config", required=True,
-                  help="Preset (small_16k, small_44k, medium_44k, large_44k, large_44k_v2) or JSON.")
+    @click.option("--from", "release", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="Directory of the official MMAudio release (weights/, ext_weights/, "
+                       "bigvgan_v2_44khz_128band_512x/, DFN5B-CLIP-ViT-H-14-384/): writes a complete bundle.")
+    @click.option("--variant", type=click.Choice(["small_16k", "small_44k", "medium_44k", "large_44k",
+                                                  "large_44k_v2"]),
+                  help="Which network of the release (with --from).")
+    @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+                  help="Single-file form: one official network checkpoint (.pth or .safetensors).")
+    @click.option("--config", "config",
+                  help="Single-file form: preset or JSON of constructor arguments. With --from: a JSON "
+                       "file of per-component sizes (network, vae, vocoder, synchformer) for releases "
+                       "that are not the official sizes, e.g. test releases.")
+    @click.option("--vocoder-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="BigVGAN-v2 directory, if not inside --from (44k variants).")
+    @click.option("--clip-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="DFN5B open_clip directory, if not inside --from.")
+    @click.option("--force", is_flag=True, help="Replace --out if it exists.")
     @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-                  help="Output component directory (diffusers layout).")
-    def convert_mmaudio_cmd(checkpoint: str, config: str, out: Path) -> None:
-        """Convert official MMAudio weights into a diffusers-format transformer directory."""
+                  help="Bundle directory (with --from) or transformer component directory (--checkpoint).")
+    def convert_mmaudio_cmd(release: Path | None, variant: str | None, checkpoint: str | None,
+                            config: str | None, vocoder_dir: Path | None, clip_dir: Path | None,
+                            force: bool, out: Path) -> None:
+        """Convert the official MMAudio release into a bundle (--from DIR --variant PRESET), or one
+        network checkpoint into a transformer directory (--checkpoint FILE --config PRESET)."""
+        if release is not None:
+            if checkpoint is not None or variant is None:
+                raise click.UsageError("--from needs --variant and excludes --checkpoint")
+            _convert_release(release, variant, out, config, vocoder_dir, clip_dir, force)
+            return
+        if checkpoint is None or config is None:
+            raise click.UsageError("give --from DIR --variant PRESET, or --checkpoint FILE --config PRESET")
         from models.generation.convert import convert_mmaudio
 
         try:

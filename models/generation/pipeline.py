@@ -45,8 +45,10 @@ SYNC_SEGMENT_S = 1.0 / 3.0  # 8 sync tokens at 24/s
 EXPECTED_LAYOUT = (
     "a local bundle directory: model_index.json plus one subfolder per component — transformer/ "
     "(models.generation.mmaudio.MMAudio), controlnet/ (models.generation.controlnet.AudioControlNet), codec/ "
-    "(models.demo_family.codec.MelCodec), video_features/ (models.demo_family.features.VideoFeatures), text_encoder/ "
-    "(models.demo_family.features.TextEncoder), tokenizer/ (PreTrainedTokenizerFast)"
+    "(models.demo_family.codec.MelCodec or models.mmaudio_family.codec.MMAudioCodec), video_features/ "
+    "(models.demo_family.features.VideoFeatures or models.mmaudio_family.video_features.MMAudioVideoFeatures), "
+    "text_encoder/ (models.demo_family.features.TextEncoder or models.mmaudio_family.text_encoder.ClipTextEncoder), "
+    "tokenizer/ (PreTrainedTokenizerFast; none for the MMAudio family, whose text encoder tokenizes)"
 )
 
 
@@ -87,8 +89,9 @@ class StepByStepV2APipeline(DiffusionPipeline):
     """Tracks generated in order, each guided away from the audio that already exists."""
 
     model_cpu_offload_seq = "text_encoder->video_features->transformer->controlnet->codec"
-    # A bundle without a trained guidance branch still runs CFG, independent and negative-text modes.
-    _optional_components = ["controlnet"]
+    # A bundle without a trained guidance branch still runs CFG, independent and negative-text modes;
+    # the MMAudio family's text encoder carries its own (fixed) tokenizer.
+    _optional_components = ["controlnet", "tokenizer"]
 
     def __init__(self, transformer: MMAudio, controlnet: AudioControlNet | None, codec: Any,
                  video_features: Any, text_encoder: Any, tokenizer: Any) -> None:
@@ -109,6 +112,9 @@ class StepByStepV2APipeline(DiffusionPipeline):
         # diffusers resolves custom components by importing their module path from model_index.json.
         import models.demo_family.codec  # noqa: F401
         import models.demo_family.features  # noqa: F401
+        import models.mmaudio_family.codec  # noqa: F401
+        import models.mmaudio_family.text_encoder  # noqa: F401
+        import models.mmaudio_family.video_features  # noqa: F401
 
         kwargs.setdefault("local_files_only", True)
         _alias_legacy_modules(path)
@@ -129,6 +135,10 @@ class StepByStepV2APipeline(DiffusionPipeline):
 
     def _lengths(self, duration: float) -> dict[str, int]:
         c = self.transformer.config
+        if hasattr(self.video_features, "sequence_lengths"):
+            # The family's own formulas (MMAudio: the official SequenceConfig, exact for any d).
+            return {"latent": int(self.codec.num_latent_frames(duration)),
+                    **self.video_features.sequence_lengths(duration)}
         full = self.max_duration_s
         return {
             "latent": int(self.codec.num_latent_frames(duration)),
@@ -149,10 +159,13 @@ class StepByStepV2APipeline(DiffusionPipeline):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Prompts → ``[B, text_seq_len, text_dim]``; the empty string gives the network's own
         learned ``empty_string_feat`` (MMAudio's null text)."""
-        from models.demo_family.features import tokenize
+        if hasattr(self.text_encoder, "encode_prompts"):
+            feats = self.text_encoder.encode_prompts(list(texts))
+        else:
+            from models.demo_family.features import tokenize
 
-        ids, mask = tokenize(self.tokenizer, list(texts), int(self.transformer.config.text_seq_len))
-        feats = self.text_encoder(ids.to(self.text_encoder.device), mask.to(self.text_encoder.device))
+            ids, mask = tokenize(self.tokenizer, list(texts), int(self.transformer.config.text_seq_len))
+            feats = self.text_encoder(ids.to(self.text_encoder.device), mask.to(self.text_encoder.device))
         empty = torch.tensor([t.strip() == "" for t in texts], device=feats.device)
         null = self.transformer.empty_string_feat.to(feats.device, feats.dtype)[None].expand_as(feats)
         return torch.where(empty[:, None, None], null, feats).to(self._device, self._dtype)
