@@ -22,6 +22,7 @@ Mutants: one change at a time, generated from the module's ``ast`` and written b
   - constants: int n → n + 1, float 0 → 1 and x → 1.5·x, True ↔ False, string s → s + "~"
     (not docstrings, dict keys, subscripts, or messages of a raise);
   - calls swapped: min ↔ max, minimum ↔ maximum, any ↔ all, floor ↔ ceil, is_ ↔ is_not;
+    a method call without arguments dropped (``s.lower()`` → ``s``);
   - statement deletion (replaced by ``pass``): expression statements, return, raise,
     augmented assignments, and assignments that rebind an already bound name or mutate an
     attribute or item (deleting a first binding only raises NameError: not worth a mutant).
@@ -98,6 +99,7 @@ class _Mutator(ast.NodeTransformer):
         self.applied = False
         self._bound: list[set[str]] = [set()]
         self._no_str = 0  # >0 inside raise statements, subscripts, dict keys
+        self._stmt_call: ast.AST | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _offer(self, node: ast.AST, change: str, make: Callable[[], ast.AST]) -> ast.AST | None:
@@ -168,6 +170,7 @@ class _Mutator(ast.NodeTransformer):
 
     # -- statements --------------------------------------------------------------------------
     def visit_Expr(self, node: ast.Expr) -> ast.AST:
+        self._stmt_call = node.value  # dropping a statement's own call = deleting the statement
         return self._delete(node, "statement") or self.generic_visit(node)
 
     def visit_Return(self, node: ast.Return) -> ast.AST:
@@ -269,6 +272,11 @@ class _Mutator(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         f = node.func
         name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if (isinstance(f, ast.Attribute) and not node.args and not node.keywords
+                and name not in _CALL_SWAPS and node is not self._stmt_call):
+            hit = self._offer(node, f"drop call .{name}()", lambda: copy.deepcopy(f.value))
+            if hit:
+                return hit
         if name in _CALL_SWAPS:
             def make() -> ast.AST:
                 new = copy.deepcopy(node)

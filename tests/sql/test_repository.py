@@ -97,10 +97,11 @@ def test_versions_status_and_detail(engine) -> None:  # type: ignore[no-untyped-
             r.set_track_status(s, t1, "bogus")
     with session_scope(engine) as s:  # by id and by sha prefix
         assert r.find_asset(s, SHA[:10])["id"] == a["id"]
-        assert r.find_asset(s, f" {SHA[:10].upper()} ")["id"] == a["id"]
+        assert r.find_asset(s, f" {SHA[:12].upper()} ")["id"] == a["id"]  # "0123456789AB"
         assert r.find_asset(s, str(a["id"]))["id"] == a["id"]
         assert r.find_asset(s, "ffffffff") is None
-        assert r.find_asset(s, SHA[:5]) is None  # too short to name an asset
+        assert r.find_asset(s, SHA[:6])["id"] == a["id"]  # six hex digits are enough ...
+        assert r.find_asset(s, SHA[:5]) is None  # ... five are too short to name an asset
         twin = r.upsert_asset(s, sha256=SHA[:8] + "f" * 56, uri="/twin.mp4")
         assert r.find_asset(s, SHA[:8]) is None  # ambiguous: two assets share it
         assert r.find_asset(s, SHA[:9])["id"] == a["id"]
