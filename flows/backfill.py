@@ -9,22 +9,24 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.process_asset import process_asset
-from tasks import stages
-from tasks.report import Progress, progress_key, report_run_task
+from tasks import runs
+from tasks.prefect_tasks import discover_task, report_run_task
+from tasks.report import Progress, progress_key
 from tasks.warm_imports import import_pipeline_modules
 
 
+# Not retried: the asset's stages retry themselves, and its failure is recorded by process_asset.
 @task(name="claim-and-process", tags=["asset"])
 def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_id: int) -> dict[str, Any]:
     """Process one asset under a database claim, so concurrent backfills never share it."""
-    owner = stages.claim_owner(run_id)
-    if not stages.claim(candidate["asset_id"], owner, settings):
+    owner = runs.claim_owner(run_id)
+    if not runs.claim(candidate["asset_id"], owner, settings):
         return {"path": candidate["path"], "status": "skipped", "reason": "claimed elsewhere"}
     try:
-        with stages.claim_heartbeat(candidate["asset_id"], owner, settings):
+        with runs.claim_heartbeat(candidate["asset_id"], owner, settings):
             return process_asset(candidate["path"], settings, run_id)
     finally:
-        stages.release(candidate["asset_id"], owner, settings)
+        runs.release(candidate["asset_id"], owner, settings)
 
 
 @flow(name="backfill-library", flow_run_name="backfill {library}", log_prints=False,
@@ -36,13 +38,13 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
     """Discover, register and process (bounded concurrency) the library's unfinished assets."""
     # 0. before the task runner's threads: no module imported on two threads at once (#21)
     import_pipeline_modules()
-    s = stages.resolve_settings(settings)
+    s = runs.resolve_settings(settings)
     # 1. a run row (with the Prefect flow run id) for provenance
     if run_id is None:
-        run_id = stages.start_run(kind, {"library": library, "limit": limit}, s)
-    stages.attach_flow_run(run_id, s)
+        run_id = runs.start_run(kind, {"library": library, "limit": limit}, s)
+    runs.attach_flow_run(run_id, s)
     # 2. discover files, register them; bad files become failure rows here
-    candidates = stages.discover_task(library, s, run_id, limit, paths)
+    candidates = discover_task(library, s, run_id, limit, paths)
     # 3. fan out under claims; the progress artifact moves as each asset ends
     progress = Progress(len(candidates), key=progress_key(run_id))
     futures = [claim_and_process.submit(c, s, run_id) for c in candidates]
@@ -52,6 +54,6 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
         results[position[future]] = future.result(raise_on_failure=False)
         progress.advance(results[position[future]])
     # 4. close the run and publish the report artifacts (table + markdown summary)
-    summary = stages.finish_run(run_id, results, s)
+    summary = runs.finish_run(run_id, results, s)
     report_run_task(run_id, s)
     return summary

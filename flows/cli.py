@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from tasks.config import ConfigError, Settings, ensure_data_dir, export_environment, load_settings
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    base = dict(ctx.obj or {})
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    settings = load_settings(base)
-    ensure_data_dir(settings)
-    export_environment(settings)
-    return settings
+from flows import cli_eval, cli_extract, cli_models, cli_parity, cli_prompts, cli_review, cli_run
+from flows.cli_common import CONTEXT, cli_settings
+from tasks.config import ConfigError
 
 
 @click.group(context_settings=CONTEXT)
@@ -47,11 +37,12 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply migrations (and views) to the configured database."""
-    from tasks.database import open_database, redact
-
-    settings = _settings(ctx)
-    open_database(settings, migrate=True)
+    # CLI start-up: SQLAlchemy and Alembic load only for the commands that use them.
     from sql.migrate import current
+    from tasks.database import open_database, redact  # CLI start-up, as above
+
+    settings = cli_settings(ctx)
+    open_database(settings, migrate=True)
 
     click.echo(f"database {redact(settings.db_url)} at revision {current(settings.db_url)}")
 
@@ -61,11 +52,12 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """One row per asset: path, sha256, status, error, scenes, tracks, output, timings."""
+    # CLI start-up: SQLAlchemy loads only for the commands that use it.
     from sql.repository import asset_status_rows
-    from sql.session import session_scope
-    from tasks.database import open_database
+    from sql.session import session_scope  # CLI start-up, as above
+    from tasks.database import open_database  # CLI start-up, as above
 
-    settings = _settings(ctx)
+    settings = cli_settings(ctx)
     engine = open_database(settings)
     with session_scope(engine) as session:
         rows = [dict(r) for r in asset_status_rows(session)]
@@ -84,22 +76,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Console().print(table)
 
 
-def _register_optional_commands() -> None:
-    """Commands from other modules of flows/, registered when their module exists."""
-    import importlib
-
-    for name in ("flows.cli_run", "flows.cli_models", "flows.cli_prompts", "flows.cli_review",
-                 "flows.cli_eval", "flows.cli_extract", "flows.cli_parity"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        mod.register(cli)
-
-
-_register_optional_commands()
+for _commands in (cli_run, cli_models, cli_prompts, cli_review, cli_eval, cli_extract, cli_parity):
+    _commands.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+
 import click
+
+from flows.cli_common import cli_settings
+from tasks.warm_imports import import_pipeline_modules
 
 CTX = {"help_option_names": ["-h", "--help"]}
 
@@ -28,12 +32,10 @@ def register(cli: click.Group) -> None:
         """Encode every clip of SOURCE (a folder, an fsspec URI, or a CSV/TSV listing such as
         VGGSound's) into target/condition segment features for `stepfoley train guidance`."""
         # CLI start-up: the flow and its torch stack load only for this command.
-        from flows.cli import _settings
         from flows.extract_features import extract_features
-        from flows.prefect_api import local_run_settings, start_local_api
-        from tasks.warm_imports import import_pipeline_modules
+        from flows.prefect_api import local_run_settings, start_local_api  # CLI start-up, as above
 
-        settings = _settings(ctx, **({"bundle": bundle} if bundle else {}))
+        settings = cli_settings(ctx, **({"bundle": bundle} if bundle else {}))
         api = start_local_api()
         import_pipeline_modules()
         if api is not None:

@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from flows.cli_common import cli_settings
+from tasks.media_paths import to_uri
+
 CTX = {"help_option_names": ["-h", "--help"]}
 
 
@@ -26,13 +29,12 @@ def register(cli: click.Group) -> None:
     def prompts_cmd(ctx: click.Context, video: Path, as_json: bool, captioner: Path | None,
                     **opts: Any) -> None:
         """Print each scene's prompts (salience order, with scores) and its windows."""
-        from flows.cli import _settings
+        # CLI start-up: the prompt models (torch) load only for this command.
         from tasks.asset_prompts import prompts_for_asset
-        from tasks.ingest import ingest_path
-        from tasks.media_paths import to_uri
-        from tasks.scenes import detect_shots, plan_windows
+        from tasks.ingest import ingest_path  # CLI start-up, as above
+        from tasks.scenes import detect_shots, plan_windows  # CLI start-up, as above
 
-        settings = _settings(ctx, **opts)
+        settings = cli_settings(ctx, **opts)
         if captioner is not None:
             from dataclasses import replace
 

@@ -6,6 +6,8 @@ import os
 
 import click
 
+from flows.cli_common import cli_settings
+
 
 def register(cli: click.Group) -> None:
     """Add the review commands to the top-level CLI (picked up by flows.cli)."""
@@ -18,20 +20,19 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def dashboard(ctx: click.Context, host: str, port: int, db_url: str | None) -> None:
         """Serve the dashboard; write actions only with STEPFOLEY_DASHBOARD_TOKEN set."""
+        # CLI start-up: the web server and the dashboard load only for this command.
         import uvicorn
 
-        from flows.dashboard.app import create_app
+        from flows.dashboard.app import create_app  # CLI start-up, as above
 
-        from flows.cli import _settings  # lazy: flows.cli imports this module while loading
-
-        s = _settings(ctx, database_url=db_url)
+        s = cli_settings(ctx, database_url=db_url)
         token = os.environ.get("STEPFOLEY_DASHBOARD_TOKEN") or None
         if token:
             # Write actions run regenerate_track in this process: fork its Prefect API now,
             # while this process has one thread, so it ends with the dashboard even when that
             # is killed (Prefect's own server, started later from a thread, outlived a
             # dashboard stopped with SIGKILL; flows/prefect_api.py).
-            from flows.prefect_api import start_local_api
+            from flows.prefect_api import start_local_api  # CLI start-up, as above
 
             start_local_api()
         app = create_app(s.db_url, s.data_dir, token, settings=s.to_json())
@@ -49,12 +50,11 @@ def register(cli: click.Group) -> None:
     def regenerate(ctx: click.Context, asset: str, scene: int, track: int, prompt: str | None,
                    seed: int | None, beta: float | None, delete: bool) -> None:
         """Regenerate (or delete) one track of one scene, then re-mix and re-mux the asset."""
-        from flows.regenerate import regenerate_track
-
-        from flows.cli import _settings
-
-        s = _settings(ctx)
+        # CLI start-up: the flow (Prefect, torch) loads only for this command.
         from flows.prefect_api import local_run_settings, start_local_api
+        from flows.regenerate import regenerate_track  # CLI start-up, as above
+
+        s = cli_settings(ctx)
 
         api = start_local_api()  # forked, ends with this process (flows/prefect_api.py)
         with local_run_settings(api):

@@ -10,7 +10,10 @@ from typing import Any
 
 import click
 
+from flows.cli_common import cli_settings
+from tasks.library_fs import is_uri
 from tasks.media_paths import to_uri
+from tasks.warm_imports import import_pipeline_modules
 
 GEN_OPTIONS = [
     click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -47,8 +50,6 @@ class LibraryArg(click.ParamType):
     name = "LIBRARY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
-        from tasks.library_fs import is_uri
-
         if isinstance(value, str) and is_uri(value):
             return value
         return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
@@ -56,29 +57,27 @@ class LibraryArg(click.ParamType):
 
 def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any) -> int:
     """Run `backfill_library` in-process with live progress bars; returns the exit code."""
-    from flows.cli import _settings
-
     limit = opts.pop("limit", None)
-    settings = _settings(ctx, **opts)
+    settings = cli_settings(ctx, **opts)
     # The local Prefect API takes a while to start: fork it first (before this process has
     # other threads, flows/prefect_api.py), so it starts while the run is recorded, and load
     # the models on a helper thread while the server starts and the first asset is probed
     # and cut (tasks/preload.py).
+    # CLI start-up: the pipeline (Prefect, SQLAlchemy, torch) loads only when a run starts.
     from flows.prefect_api import local_run_settings, start_local_api
-    from tasks import stages
-    from tasks.preload import start_preload
-    from tasks.warm_imports import import_pipeline_modules
+    from tasks import runs, stages  # CLI start-up, as above
+    from tasks.preload import start_preload  # CLI start-up, as above
 
     stages.check_bundle(settings)
     api = start_local_api()
     # Before any helper thread starts: the preload, the progress display and Prefect's task
     # threads would otherwise import torch/diffusers/transformers concurrently (issue #21).
     import_pipeline_modules()
-    from flows.backfill import backfill_library
+    from flows.backfill import backfill_library  # CLI start-up, as above
     from prefect.task_runners import ThreadPoolTaskRunner
 
     s = settings.to_json()
-    run_id = stages.start_run(kind, {"library": str(library), "limit": limit}, s)
+    run_id = runs.start_run(kind, {"library": str(library), "limit": limit}, s)
     preload = start_preload(settings)
     if api is not None:
         api.start()  # waits until it serves
@@ -121,7 +120,7 @@ def _show_progress(done: threading.Event, run_id: int, s: dict[str, Any]) -> Non
 def _poll(bar: Any, ids: dict[str, Any], run_id: int, s: dict[str, Any]) -> None:
     """One refresh of the bars; a busy or briefly unreachable database only delays the display
     (the run itself retries), so no error here may end the helper thread or the run."""
-    from tasks import stages
+    from tasks import stages  # CLI start-up (loaded by run_library before this thread starts)
 
     try:
         _update(bar, ids, stages.run_progress(run_id, s))
@@ -165,10 +164,9 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def demo(ctx: click.Context, library_dir: Path | None, **opts: Any) -> None:
         """Build the FoleyWorld sample library and run the whole pipeline on it."""
-        from flows.cli import _settings
-        from tasks.demo_library import build_demo_library
+        from tasks.demo_library import build_demo_library  # CLI start-up: FoleyWorld needs torch
 
-        settings = _settings(ctx)
+        settings = cli_settings(ctx)
         target = library_dir or settings.data_dir / "demo-library"
         t0 = time.monotonic()
         paths = build_demo_library(target)

@@ -6,15 +6,15 @@ from typing import Any
 
 from prefect import flow
 
-from tasks import stages
-from tasks.generate import generate_window_local_task, generate_window_task
+from tasks import runs, stages
+from tasks.prefect_tasks import generate_window_local_task, generate_window_task
 
 
 @flow(name="generate-scene", flow_run_name="window {job[scene_index]}.{job[window_index]}",
       log_prints=False)
 def generate_scene(job: dict[str, Any], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Generate (or resume) the tracks of one window; each track is recorded as it finishes."""
-    s = stages.resolve_settings(settings)
+    s = runs.resolve_settings(settings)
     return generate_window_task(job, s)
 
 

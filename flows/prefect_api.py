@@ -49,6 +49,8 @@ from typing import Iterator
 
 from prefect.server.api.server import SubprocessASGIServer
 
+from flows.prefect_db_seed import build_template, seed_database
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -190,8 +192,6 @@ def _serve(sock: socket.socket, ready_fd: int, parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the line above
         return
-    from flows.prefect_db_seed import build_template
-
     try:  # first new data dir of this Prefect version on the machine: keep its migrated db
         build_template()
     except Exception as exc:  # noqa: BLE001 (the server's own start migrates and reports)
@@ -222,8 +222,6 @@ def start_local_api() -> SubprocessASGIServer | None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
         return None
-    from flows.prefect_db_seed import seed_database
-
     seed_database()  # a new data dir: the migrated template instead of ~3 s of migrations
     # The process-wide ephemeral server: a new one unless Prefect already started its own.
     server = ForkedAPIServer()

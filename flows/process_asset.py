@@ -8,8 +8,10 @@ from prefect import flow
 from prefect.transactions import CommitMode, transaction
 
 from flows.generate_scene import dispatch_generation
-from tasks import stages
+from tasks import runs, stages
 from tasks.errors import MediaError
+from tasks.prefect_tasks import (finish_asset_task, ingest_asset_task, mix_asset_task,
+                                 mux_asset_task, plan_windows_task, propose_prompts_task)
 from tasks.warm_imports import import_pipeline_modules
 
 
@@ -19,28 +21,28 @@ def process_asset(path: str, settings: dict[str, Any] | None = None,
                   run_id: int | None = None) -> dict[str, Any]:
     """Give one video its sound. Returns the asset's summary row (also recorded in the DB)."""
     import_pipeline_modules()  # before any thread of ours or Prefect's imports lazily (#21)
-    s = stages.resolve_settings(settings)
+    s = runs.resolve_settings(settings)
     try:
         # Each stage's cache record is written as soon as the stage ends (EAGER), not when an
         # enclosing task (claim-and-process) ends: a crash mid-asset keeps what was finished.
         with transaction(commit_mode=CommitMode.EAGER):
             # 1. ingest: hash, probe, asset row (a file already done is skipped here)
-            asset = stages.ingest_asset_task(path, s, run_id)
+            asset = ingest_asset_task(path, s, run_id)
             if asset["status"] == "done":
                 return stages.asset_summary(asset["id"], s)
             # 2. shots and model windows (cached: tasks/caching.py)
-            windows = stages.plan_windows_task(asset, s)
+            windows = plan_windows_task(asset, s)
             # 3. missing-sound prompts per shot, shared by its windows (cached)
-            jobs = stages.propose_prompts_task(asset, windows, s)
+            jobs = propose_prompts_task(asset, windows, s)
             # 4. generation, window by window, tracks in order (GPU deployment when configured)
             for job in jobs:
                 dispatch_generation(job, s)
             # 5. mix stems over the original bed (cached)
-            mix = stages.mix_asset_task(asset, s)
+            mix = mix_asset_task(asset, s)
             # 6. mux mix + stems into the video, picture copied (cached)
-            stages.mux_asset_task(asset, mix, s)
+            mux_asset_task(asset, mix, s)
             # 7. done
-            stages.finish_asset_task(asset, s)
+            finish_asset_task(asset, s)
     except MediaError as err:
         stages.fail_asset(path, err, s, run_id)
     except Exception as err:

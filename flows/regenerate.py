@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import runs, stages
-from tasks.regenerate_task import regenerate_task
+from tasks.prefect_tasks import mix_asset_task, mux_asset_task, regenerate_task
 from tasks.warm_imports import import_pipeline_modules
 
 
@@ -28,8 +28,8 @@ def regenerate_track(asset: str, scene: int, track: int, prompt: str | None = No
                              delete=delete)
     # 3. re-mix and re-mux with the current tracks
     asset_row = stages.asset_ref(result["asset_id"], s)
-    mix = stages.mix_asset_task(asset_row, s)
-    stages.mux_asset_task(asset_row, mix, s)
+    mix = mix_asset_task(asset_row, s)
+    mux_asset_task(asset_row, mix, s)
     # 4. close the run
     runs.finish_run(run_id, [{"status": "done"}], s)
     return result

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow
 
 from flows.backfill import backfill_library
-from tasks import stages
+from tasks import runs
+from tasks.prefect_tasks import stable_uploads_task
 
 
 @flow(name="process-new-uploads", flow_run_name="uploads {inbox}", log_prints=False)
@@ -18,9 +19,9 @@ def process_new_uploads(inbox: str, settings: dict[str, Any] | None = None,
     Nothing is moved or deleted: the database remembers what was processed, so the inbox can
     stay the user's own folder.
     """
-    s = stages.resolve_settings(settings)
+    s = runs.resolve_settings(settings)
     # 1. scan: record sizes, keep only files unchanged since the previous scan
-    ready = stages.stable_uploads_task(inbox, s, stable_scans)
+    ready = stable_uploads_task(inbox, s, stable_scans)
     if not ready:
         return {"inbox": inbox, "ready": 0}
     # 2. the same path as a backfill, restricted to the ready files

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Table, and_, distinct, func, or_, select, update
+from sqlalchemy import Table, and_, distinct, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -83,10 +83,6 @@ def set_asset_status(session: Session, asset_id: int, status: str, error: str | 
 
 def get_asset(session: Session, asset_id: int) -> dict[str, Any] | None:
     return _row(session.get(Asset, asset_id))
-
-
-def get_asset_by_sha(session: Session, sha256: str) -> dict[str, Any] | None:
-    return _row(session.execute(select(Asset).where(Asset.sha256 == sha256)).scalar_one_or_none())
 
 
 def find_asset(session: Session, ref: str | int) -> dict[str, Any] | None:
@@ -385,19 +381,8 @@ def asset_detail(session: Session, asset_id: int) -> dict[str, Any] | None:
     return asset
 
 
-def get_track(session: Session, track_id: int) -> dict[str, Any] | None:
-    return _row(session.get(Track, track_id))
-
-
 def status_counts(session: Session) -> dict[str, int]:
     q = select(Asset.status, func.count(Asset.id)).group_by(Asset.status)
     counts = {s: 0 for s in ASSET_STATUSES}
     counts.update({s: int(n) for s, n in session.execute(q)})
     return counts
-
-
-def claimable(session: Session, asset_ids: Sequence[int]) -> list[int]:
-    now = utcnow()
-    q = select(Asset.id).where(Asset.id.in_(asset_ids), Asset.status != "done",
-                               or_(Asset.claimed_by.is_(None), Asset.claim_expires_at < now))
-    return list(session.execute(q).scalars())

@@ -12,12 +12,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from models.prompting.captioner import Caption
 from tasks.audio import original_audio
 from tasks.config import ConfigError, Settings
 from tasks.frames import read_frames
 from tasks.media_paths import from_uri
-from tasks.prompts import ScenePrompts, read_prompts_csv, read_sidecar, scene_prompts, \
-    user_prompts_for_scene
+from tasks.prompts import ScenePrompts, finish_scene_prompts, read_prompts_csv, read_sidecar, \
+    scene_prompts, user_prompts_for_scene
 from tasks.seeds import derive_seed
 
 KEYFRAME_FPS = 4.0
@@ -59,9 +60,6 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
         seed = derive_seed(sha256, idx, 0, 0, "captioner", settings.generation_hash(), settings.seed)
         captioner_dir = bundle if (bundle / "captioner").is_dir() else None
         if captioner_dir is None:
-            from tasks.prompts import finish_scene_prompts
-            from models.prompting.captioner import Caption
-
             out[idx] = finish_scene_prompts(Caption([], "", [], {"backend": "none"}), frames,
                                             k=settings.tracks, user_prompts=users,
                                             mode="replace")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.audio_files import fit_length
 from tasks.ffmpeg_bin import FFmpegError, run_ffmpeg
 from tasks.media_paths import from_uri
 from tasks.probe import probe
@@ -57,6 +58,4 @@ def original_audio(path: str | Path, start_s: float, end_s: float, sample_rate: 
     n = int(round((end_s - start_s) * sample_rate))
     if x.size == 0 or level_dbfs(x) < SILENCE_DBFS:
         return None
-    out = np.zeros(n, np.float32)
-    out[: min(n, x.size)] = x[:n]
-    return out
+    return fit_length(x, n)

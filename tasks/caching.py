@@ -36,10 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from prefect.cache_policies import CachePolicy
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.results import ResultRecord
+from sqlalchemy import func, select
 
+from models.generation.bundle import bundle_identity
+from sql.schema import Mix, Output, Prompt, Scene, Track
 from tasks.config import Settings
-from tasks.runs import as_settings
+from tasks.database import redact
+from tasks.ingest import sha256_file
+from tasks.media_paths import from_uri
+from tasks.prompts import sidecar_path
+from tasks.runs import as_settings, session
 
 log = logging.getLogger("stepfoley.cache")
 
@@ -56,15 +64,9 @@ def cache_dir(settings: Settings) -> Path:
 
 
 # ------------------------------------------------------------------ file facts
-def _sha256(path: Path) -> str:
-    from tasks.ingest import sha256_file
-
-    return sha256_file(path)
-
-
 @functools.lru_cache(maxsize=256)
 def _sha_by_stat(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256(Path(path))
+    return sha256_file(Path(path))
 
 
 def file_sha256(path: str | Path) -> str | None:
@@ -87,8 +89,6 @@ def _bundle_signature(bundle: Path) -> tuple[tuple[str, int, int], ...]:
 
 @functools.lru_cache(maxsize=8)
 def _bundle_identity(bundle: str, signature: tuple[tuple[str, int, int], ...]) -> dict[str, str]:
-    from models.generation.bundle import bundle_identity
-
     ident = bundle_identity(bundle)
     return {"content": ident["content_sha256"], "weights": ident["weights_sha256"]}
 
@@ -108,12 +108,6 @@ def _source_sha(fn: Callable[..., Any]) -> str:
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
-def _redacted(url: str) -> str:
-    from tasks.database import redact
-
-    return redact(url)
-
-
 # ------------------------------------------------------------------ per-stage key parts
 def _asset_part(asset: Mapping[str, Any]) -> dict[str, Any]:
     return {"sha256": asset["sha256"], "id": asset["id"], "created_at": str(asset.get("created_at")),
@@ -125,9 +119,6 @@ def _scenes_key(inputs: Mapping[str, Any], s: Settings) -> dict[str, Any]:
 
 
 def _prompts_key(inputs: Mapping[str, Any], s: Settings) -> dict[str, Any]:
-    from tasks.media_paths import from_uri
-    from tasks.prompts import sidecar_path
-
     asset = inputs["asset"]
     side = sidecar_path(from_uri(asset["path"]))
     return {"asset": _asset_part(asset), "windows": inputs["windows"],
@@ -143,11 +134,6 @@ def _generate_key(inputs: Mapping[str, Any], s: Settings) -> dict[str, Any]:
 
 
 def _mix_key(inputs: Mapping[str, Any], s: Settings) -> dict[str, Any]:
-    from sql.schema import Scene, Track
-    from sqlalchemy import select
-
-    from tasks.runs import session
-
     asset = inputs["asset"]
     with session(s) as db:
         takes = db.execute(
@@ -177,10 +163,6 @@ def _files_ok(pairs: list[tuple[str | None, str | None]]) -> bool:
 
 
 def _count(s: Settings, model: Any, ids: list[int], *extra: Any) -> int:
-    from sqlalchemy import func, select
-
-    from tasks.runs import session
-
     if not ids:
         return 0
     with session(s) as db:
@@ -189,30 +171,20 @@ def _count(s: Settings, model: Any, ids: list[int], *extra: Any) -> int:
 
 
 def _scenes_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    from sql.schema import Scene
-
     ids = sorted({int(w["scene_id"]) for w in result})
     return _count(s, Scene, ids, Scene.asset_id == inputs["asset"]["id"]) == len(ids)
 
 
 def _prompts_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    from sql.schema import Prompt
-
     ids = sorted({int(p["id"]) for job in result for p in job["prompts"]})
     return not ids or _count(s, Prompt, ids) == len(ids)
 
 
 def _generate_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    from sql.schema import Track
-
     if not _files_ok([(t.get("stem_uri"), t.get("stem_sha256")) for t in result]):
         return False
     ids = [int(t["id"]) for t in result]
     want = {int(t["id"]): t["stem_sha256"] for t in result}
-    from sqlalchemy import select
-
-    from tasks.runs import session
-
     with session(s) as db:
         rows = db.execute(select(Track.id, Track.stem_sha256).where(
             Track.id.in_(ids), Track.status == "current")).all()
@@ -220,8 +192,6 @@ def _generate_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool
 
 
 def _mix_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    from sql.schema import Mix
-
     files = [(result.get("mix_path"), result.get("sha256"))]
     files += [(st.get("path"), st.get("sha256")) for st in result.get("stems") or []]
     return _files_ok(files) and _count(s, Mix, [int(result["id"])],
@@ -229,8 +199,6 @@ def _mix_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
 
 
 def _mux_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    from sql.schema import Output
-
     files = [(result.get("uri"), result.get("sha256"))]
     files += [(p, None) for p in result.get("sidecars") or []]
     return _files_ok(files) and _count(s, Output, [int(result["id"])],
@@ -249,8 +217,6 @@ _STAGES: dict[str, tuple[Callable[[Mapping[str, Any], Settings], dict[str, Any]]
 
 def read_cached(path: Path) -> Any:
     """The result a cache record holds (raises when the record is unreadable)."""
-    from prefect.results import ResultRecord
-
     return ResultRecord.deserialize(path.read_bytes()).result
 
 
@@ -271,7 +237,7 @@ class StageCache(CachePolicy):
         fn = getattr(getattr(task_ctx, "task", None), "fn", None)
         blob = json.dumps({"stage": self.stage, "version": CACHE_VERSION,
                            "code": _source_sha(fn) if fn is not None else None,
-                           "config": s.generation_hash(), "db": _redacted(s.db_url),
+                           "config": s.generation_hash(), "db": redact(s.db_url),
                            **key_part(inputs, s)}, sort_keys=True, default=str)
         path = cache_dir(s) / self.stage / hashlib.sha256(blob.encode()).hexdigest()
         if path.exists():
@@ -291,3 +257,8 @@ def cached_stage(stage: str) -> dict[str, Any]:
     """Task options of a cached stage: the policy, persisted JSON results in the data dir."""
     return {"cache_policy": StageCache(stage=stage), "persist_result": True,
             "result_storage": RESULT_STORAGE, "result_serializer": "json"}
+
+
+# Task options of a stage that reads or writes the world as it is now (the library, the asset
+# row): never cached.
+NOT_CACHED: dict[str, Any] = {"cache_policy": NO_CACHE}

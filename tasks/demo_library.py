@@ -120,11 +120,3 @@ def build_demo_library(out_dir: Path, seed: int = 0, size: int = 128) -> list[Pa
     os.replace(tmp, manifest_path)
     return paths
 
-
-# --- Prefect wrapper -------------------------------------------------------------------------
-from prefect import task  # noqa: E402
-
-
-@task(name="build-demo-library")
-def build_demo_library_task(out_dir: str, seed: int = 0) -> list[str]:
-    return [str(p) for p in build_demo_library(Path(out_dir), seed)]

@@ -14,19 +14,13 @@ from __future__ import annotations
 import math
 import subprocess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from tasks.errors import MediaError
 from tasks.ffmpeg_bin import ffmpeg_path
 from tasks.media_paths import display, from_uri
-
-
-class FrameSpecLike(Protocol):
-    fps: float
-    size: int
-    crop: str
 
 
 def _spec(spec: Any) -> tuple[float, int, str]:

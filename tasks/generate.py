@@ -10,12 +10,12 @@ Each track is written (temp file + rename) and recorded as soon as it exists, so
 at most the track in progress. A rerun finds the recorded tracks (same prompt, same config
 hash, stem file present with the recorded sha256), re-reads their audio into the negatives and
 continues with the first missing one; seeds are derived from the natural key, so the result is
-identical to an uninterrupted run. The model bundle is loaded once per worker process.
+identical to an uninterrupted run. The model bundle is loaded once per worker process. Its
+Prefect tasks (generate-window, tagged and untagged) are declared in tasks/prefect_tasks.py.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import dataclass
@@ -25,10 +25,20 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import torch
+from diffusers.utils import logging as dlogging
 
+from models.generation.bundle import bundle_identity
+from models.generation.pipeline import StepByStepV2APipeline
+from sql.repository import set_track_status, track_history, upsert_track
+from sql.session import session_scope
+from tasks.audio import original_audio
+from tasks.audio_files import fit_length, write_flac_atomic
 from tasks.config import Settings, settings_from_json
+from tasks.frames import read_frames
 from tasks.ingest import sha256_file
 from tasks.process_cache import loaded_once
+from tasks.runs import engine_for
 from tasks.seeds import derive_seed
 
 
@@ -45,12 +55,6 @@ class LoadedBundle:
 @loaded_once(maxsize=2)
 def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
     """The pipeline of a local bundle directory, cached per (dir, device) in this process."""
-    import torch
-    from diffusers.utils import logging as dlogging
-
-    from models.generation.bundle import bundle_identity
-    from models.generation.pipeline import StepByStepV2APipeline
-
     if device == "cpu":
         torch.set_num_threads(max(1, int(threads)))
     dlogging.disable_progress_bar()
@@ -65,15 +69,6 @@ def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
                         max_duration_s=float(pipe.max_duration_s))
 
 
-def write_audio_atomic(path: Path, wave: np.ndarray, sample_rate: int) -> str:
-    """Write FLAC through a temp name in the same directory; return the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(tmp, np.asarray(wave, dtype=np.float32), sample_rate, format="FLAC", subtype="PCM_24")
-    os.replace(tmp, path)
-    return sha256_file(path)
-
-
 def stem_path(settings: Settings, job: dict[str, Any], order: int, version: int) -> Path:
     return (settings.stems_dir / job["asset_sha256"][:16] /
             f"scene{job['scene_index']:03d}_w{job['window_index']:02d}_t{order:02d}_v{version}.flac")
@@ -84,21 +79,11 @@ def read_stem(path: Path, expected_sha: str | None, n: int) -> np.ndarray | None
     if not path.is_file() or (expected_sha and sha256_file(path) != expected_sha):
         return None
     wave, _ = sf.read(path, dtype="float32", always_2d=False)
-    return _fit(wave, n)
-
-
-def _fit(wave: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n, dtype=np.float32)
-    m = min(n, len(wave))
-    out[:m] = wave[:m]
-    return out
+    return fit_length(wave, n)
 
 
 def window_inputs(job: dict[str, Any], bundle: LoadedBundle) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Frames at the bundle's rates and the window's original audio (None when silent)."""
-    from tasks.audio import original_audio
-    from tasks.frames import read_frames
-
     start, end = float(job["start_s"]), float(job["end_s"])
     video = {name: read_frames(job["path"], start, end, spec)
              for name, spec in bundle.frame_specs.items()}
@@ -114,16 +99,11 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
     is reused if its stem file is intact; a take whose file is gone is regenerated with its
     recorded seed; otherwise a new version is generated and the old one superseded.
     """
-    from sql.repository import set_track_status, track_history, upsert_track
-    from sql.session import session_scope
-    from tasks.runs import engine_for
-
     bundle = load_bundle(str(settings.bundle), settings.device, settings.threads)
     engine = engine_for(settings)
-    duration = float(job["end_s"]) - float(job["start_s"])
-    n = int(round(duration * bundle.sample_rate))
+    n = int(round(window_duration(job) * bundle.sample_rate))
     video, original = window_inputs(job, bundle)
-    negatives = _fit(original, n) if original is not None else np.zeros(n, np.float32)
+    negatives = fit_length(original, n) if original is not None else np.zeros(n, np.float32)
     has_negative = original is not None
     config_hash = settings.generation_hash()
     with session_scope(engine) as session:
@@ -150,9 +130,11 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
             version, seed, text = int(prev["version"]), int(prev["seed"]), prev["prompt_text"]
         elif prev is not None:
             version = int(prev["version"]) + 1
-        row = _generate_one(bundle, settings, job, video, duration, text, order, version, seed,
-                            negatives if has_negative else None, earlier_prompts, config_hash,
-                            prompt.get("id"))
+        row = generate_take(bundle, settings, job, video, text=text, order=order,
+                            version=version, seed=seed,
+                            negative=negatives if has_negative else None,
+                            earlier_prompts=earlier_prompts, config_hash=config_hash,
+                            prompt_id=prompt.get("id"))
         with session_scope(engine) as session:
             row["id"] = upsert_track(session, **row)
             if prev is not None and prev["version"] != version:
@@ -165,21 +147,26 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
     return rows
 
 
-def _generate_one(bundle: LoadedBundle, s: Settings, job: dict[str, Any], video: dict[str, np.ndarray],
-                  duration: float, text: str, order: int, version: int, seed: int,
+def window_duration(job: dict[str, Any]) -> float:
+    return float(job["end_s"]) - float(job["start_s"])
+
+
+def generate_take(bundle: LoadedBundle, s: Settings, job: dict[str, Any],
+                  video: dict[str, np.ndarray], *, text: str, order: int, version: int, seed: int,
                   negative: np.ndarray | None, earlier_prompts: list[str], config_hash: str,
                   prompt_id: int | None) -> dict[str, Any]:
-    """One track through the pipeline, written to its stem file; returns the track row."""
+    """One take of track ``order`` of the window ``job`` through the pipeline, written to its
+    stem file; returns the track row (recorded under ``config_hash``)."""
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     out = bundle.pipe.generate_track(
-        video=video, duration=duration, prompt=text, negative_audio=negative,
+        video=video, duration=window_duration(job), prompt=text, negative_audio=negative,
         negative_prompts=earlier_prompts, alpha=s.alpha,
         beta=s.beta if s.mode == "nag" else 0.0, num_inference_steps=s.steps, mode=s.mode,
         seed=seed)
     wall = time.perf_counter() - t0
     path = stem_path(s, job, order, version)
-    sha = write_audio_atomic(path, out.waveform, bundle.sample_rate)
+    sha = write_flac_atomic(path, out.waveform, bundle.sample_rate)
     return {
         "scene_id": job["scene_id"], "order": order, "version": version, "prompt_id": prompt_id,
         "prompt_text": text, "seed": seed, "alpha": s.alpha, "beta": out.settings.get("beta", s.beta),
@@ -196,25 +183,7 @@ RESULT_FIELDS = ("id", "scene_id", "order", "version", "prompt_text", "seed", "c
                  "stem_uri", "stem_sha256", "status")
 
 
-# --- Prefect wrapper -------------------------------------------------------------------------
-from prefect import task  # noqa: E402  (wrappers at the bottom, over the plain functions)
-
-from tasks.caching import cached_stage  # noqa: E402
-from tasks.policy import retry_transient  # noqa: E402
-
-
 def run_window(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """``generate_window`` on JSON settings; the result keeps only ``RESULT_FIELDS``."""
     rows = generate_window(job, settings_from_json(settings))
     return [{k: row.get(k) for k in RESULT_FIELDS} for row in rows]
-
-
-_WINDOW_TASK = dict(name="generate-window", retries=2, retry_delay_seconds=[5, 30],
-                    retry_condition_fn=retry_transient, timeout_seconds=3600,
-                    **cached_stage("generate-window"))
-# On a GPU worker (the generate-scene deployment): tagged, so the `gpu` tag concurrency limit
-# guards the device's memory.
-generate_window_task = task(tags=["gpu"], **_WINDOW_TASK)(run_window)
-# In the process that runs the asset (no GPU deployment): untagged, since a tag costs a
-# concurrency-slot round trip to the Prefect API per window and no limit applies in process.
-generate_window_local_task = task(**_WINDOW_TASK)(run_window)

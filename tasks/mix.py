@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from math import gcd
 from pathlib import Path
@@ -39,7 +38,7 @@ import soundfile as sf
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
 
-from tasks.ingest import sha256_file
+from tasks.audio_files import fit_length, write_flac_atomic
 from tasks.media_paths import from_uri
 from tasks.polyphase import per_block
 from tasks.true_peak import true_peak
@@ -148,17 +147,9 @@ def _window_weights(windows: list[dict[str, Any]], rate: int) -> dict[int, np.nd
     return out
 
 
-def _atomic_flac(path: Path, x: np.ndarray, rate: int) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(tmp, x.astype(np.float32), rate, format="FLAC", subtype="PCM_24")
-    os.replace(tmp, path)
-    return sha256_file(path)
-
-
-def mix_to_files(video: Path | str, windows: list[dict[str, Any]], out_dir: Path, *,
-                 duration_s: float, target_lufs: float = -20.0,
-                 original: np.ndarray | None = None, original_rate: int = OUTPUT_RATE) -> MixResult:
+def mix_to_files(windows: list[dict[str, Any]], out_dir: Path, *, duration_s: float,
+                 target_lufs: float = -20.0, original: np.ndarray | None = None,
+                 original_rate: int = OUTPUT_RATE) -> MixResult:
     """Mix the current takes of ``windows`` (repository rows with ``tracks``) into files."""
     windows = sorted(windows, key=lambda w: (w["start_s"], w["index"], w["window_index"]))
     takes = [(wi, t) for wi, w in enumerate(windows) for t in w["tracks"]]
@@ -187,10 +178,8 @@ def mix_to_files(video: Path | str, windows: list[dict[str, Any]], out_dir: Path
         take_facts.append({"track_id": t.get("id"), "loudness_lufs": lufs if np.isfinite(lufs) else None,
                            "gain_db": gain_db if np.isfinite(gain_db) else None, "gated": gated})
     n_out = int(round(duration_s * OUTPUT_RATE))
-    bed = np.zeros(n_out, np.float32)
-    if original is not None:
-        o = resample(original, original_rate, OUTPUT_RATE)
-        bed[: min(n_out, len(o))] = o[:n_out]
+    bed = (fit_length(resample(original, original_rate, OUTPUT_RATE), n_out) if original is not None
+           else np.zeros(n_out, np.float32))
     mix = bed.astype(np.float64).copy()
     out_dir = Path(out_dir)
     stem_files = []
@@ -200,7 +189,7 @@ def mix_to_files(video: Path | str, windows: list[dict[str, Any]], out_dir: Path
         mix += s
         path = out_dir / f"stem_{k:02d}.flac"
         stem_files.append({"order": k, "path": str(path), "title": " | ".join(titles[k])[:200],
-                           "sha256": _atomic_flac(path, s, OUTPUT_RATE)})
+                           "sha256": write_flac_atomic(path, s, OUTPUT_RATE)})
     mixed, reduction, peak = _limit(mix.astype(np.float32), OUTPUT_RATE, TRUE_PEAK_DBTP)
     tp = float(20 * np.log10(max(peak, 1e-12)))
     lufs = loudness(mixed, OUTPUT_RATE)
@@ -208,6 +197,6 @@ def mix_to_files(video: Path | str, windows: list[dict[str, Any]], out_dir: Path
         {"stems": [f["sha256"] for f in stem_files], "target": target_lufs,
          "original": hashlib.sha256(bed.tobytes()).hexdigest()}, sort_keys=True).encode()).hexdigest()[:16]
     mix_path = out_dir / "mix.flac"
-    sha = _atomic_flac(mix_path, mixed, OUTPUT_RATE)
+    sha = write_flac_atomic(mix_path, mixed, OUTPUT_RATE)
     return MixResult(mix_path, sha, lufs if np.isfinite(lufs) else None, tp, OUTPUT_RATE, content,
                      stem_files, take_facts, reduction)

@@ -89,6 +89,24 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+# ---------------------------------------------------------------- the tasks' options
+# Every Prefect task (tasks/prefect_tasks.py) takes its retries from one of these, by name, and
+# its time limit from the two below; its cache policy comes from tasks/caching.py.
+
+# A stage on this machine (files, ffmpeg, the database, the CPU models): transient failures are
+# retried with backoff 2 + 10 + 30 s, which covers a database restart.
+CPU_STAGE: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 10, 30],
+                             "retry_condition_fn": retry_transient}
+# Generation on a device (a window, a regenerated take): minutes of work per try, so two
+# retries, the second after 30 s that let another process's memory on the device drain (OOM).
+GPU_STAGE: dict[str, Any] = {"retries": 2, "retry_delay_seconds": [5, 30],
+                             "retry_condition_fn": retry_transient}
+# Time limits of one stage on one asset: a library walk, shot detection, captioning or a window
+# on a slow device may take long; hashing, probing, mixing and muxing never should.
+LONG_STAGE_S = 3600
+SHORT_STAGE_S = 1800
+
+
 class _ThreadTimeoutNotice:
     """Drop Prefect's per-task notice that timeouts in worker threads only fire after blocking
     I/O returns: stepfoley's stage work is subprocess/torch bound and the notice repeats for

@@ -18,7 +18,8 @@ For a scene (one shot; all its windows share the list, so a long shot keeps its 
 5. keep ``k`` captioner prompts (user prompts are never cut).
 
 Inputs are plain arrays and paths (frames ``uint8 [T,H,W,3]``, audio float32), results are
-dataclasses; the provenance rows are written by the caller. The Prefect task is at the bottom.
+dataclasses; the provenance rows are written by the caller (tasks/stages.py, through
+tasks/asset_prompts.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from models.prompting.audio_taggers import default_taggers
+from models.prompting.captioner import load_captioner
+from models.prompting.prompt_text import is_near_duplicate
+from models.prompting.scorer import load_scorer, order_by_score
 from tasks.config import ConfigError
 from tasks.library_files import SIDECAR_SUFFIX
 from tasks.process_cache import loaded_once
@@ -320,9 +325,6 @@ def finish_scene_prompts(caption: Any, frames: np.ndarray, *, k: int = 5, scorer
                          mode: PromptMode = "extend", presence_threshold: float = 0.5,
                          yamnet_threshold: float = 0.3, speech_threshold: float = 0.2) -> ScenePrompts:
     """Steps 2–5 of the module docstring on a captioner's ``Caption``."""
-    from models.prompting.prompt_text import is_near_duplicate
-    from models.prompting.scorer import order_by_score
-
     if mode not in ("replace", "extend"):
         raise ConfigError(f"prompts mode must be replace or extend, not {mode!r}")
     result = ScenePrompts(prompts=[], raw_text=caption.raw_text, captioner=dict(caption.settings),
@@ -377,22 +379,17 @@ def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, see
     return finish_scene_prompts(caption, frames, k=k, **kwargs)
 
 
-# ============================================================================ Prefect
+# ============================================================================ models, loaded once
 
 
 @loaded_once(maxsize=4)
 def load_prompt_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
     """Captioner and scorer loaded once per worker process."""
-    from models.prompting.captioner import load_captioner
-    from models.prompting.scorer import load_scorer
-
     return load_captioner(captioner_dir, device=device), (load_scorer(scorer_dir, device=device) if scorer_dir else None)
 
 
 @loaded_once(maxsize=1)
 def _real_taggers() -> tuple[Any, ...]:
-    from models.prompting.audio_taggers import default_taggers
-
     return tuple(default_taggers())
 
 
@@ -409,13 +406,3 @@ def scene_prompts(frames: np.ndarray, captioner_dir: str | Path, scorer_dir: str
                                  sample_rate=sample_rate, taggers=_real_taggers() if use_taggers and audible else (),
                                  user_prompts=user_prompts, mode=mode)
 
-
-def _make_task():
-    from prefect import task
-
-    # Deterministic given inputs, but frames are large arrays: no input-hash caching.
-    return task(name="scene-prompts", retries=1, retry_delay_seconds=5, tags=["cpu", "prompts"],
-                timeout_seconds=1800)(scene_prompts)
-
-
-scene_prompts_task = _make_task()

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from sql.repository import current_tracks, find_asset, scene_windows, set_track_status, upsert_track
+from tasks.audio_files import fit_length
 from tasks.config import Settings
-from tasks.generate import _fit, _generate_one, load_bundle, read_stem, window_inputs
+from tasks.generate import generate_take, load_bundle, read_stem, window_inputs
 from tasks.library_fs import local_path
 from tasks.runs import session
 from tasks.seeds import derive_seed
@@ -27,8 +29,6 @@ class NotFound(LookupError):
 
 def resolve_asset(ref: str, settings: Settings) -> dict[str, Any]:
     """An asset by numeric id or by (a unique prefix of) its sha256."""
-    from sql.repository import find_asset
-
     with session(settings) as s:
         row = find_asset(s, ref)
     if row is None:
@@ -40,8 +40,6 @@ def regenerate(asset_ref: str, scene_index: int, order: int, settings: Settings,
                prompt: str | None = None, seed: int | None = None, beta: float | None = None,
                delete: bool = False) -> dict[str, Any]:
     """New version of track ``order`` in each window of shot ``scene_index``; returns rows."""
-    from sql.repository import current_tracks, scene_windows, set_track_status, upsert_track
-
     asset = resolve_asset(asset_ref, settings)
     with session(settings) as s:
         windows = scene_windows(s, asset["id"], scene_index)
@@ -77,7 +75,7 @@ def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[
     duration = float(window["end_s"]) - float(window["start_s"])
     n = int(round(duration * bundle.sample_rate))
     video, original = window_inputs(job, bundle)
-    negatives = _fit(original, n) if original is not None else np.zeros(n, np.float32)
+    negatives = fit_length(original, n) if original is not None else np.zeros(n, np.float32)
     others = []
     for o, t in sorted(tracks.items()):
         if o == old["order"]:
@@ -94,6 +92,7 @@ def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[
     track_seed = seed if seed is not None else derive_seed(
         asset["sha256"], window["index"], window["window_index"], old["order"], text,
         config_hash, settings.seed + version)
-    return _generate_one(bundle, take_settings, job, video, duration, text, old["order"], version,
-                         track_seed, negatives if has_negative else None, others, config_hash,
-                         old.get("prompt_id"))
+    return generate_take(bundle, take_settings, job, video, text=text, order=old["order"],
+                         version=version, seed=track_seed,
+                         negative=negatives if has_negative else None, earlier_prompts=others,
+                         config_hash=config_hash, prompt_id=old.get("prompt_id"))

@@ -2,26 +2,25 @@
 
 The database is the record of truth; artifacts are the view an operator sees in the Prefect
 UI next to the flow run. Rows come from the provenance database, never from in-memory state,
-so a resumed run reports what actually exists.
+so a resumed run reports what actually exists. ``report_run`` is the report-run task
+(tasks/prefect_tasks.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, \
     create_table_artifact, update_progress_artifact
+
+from sql.repository import run_asset_rows
+from tasks.runs import session
 
 
 def run_rows(run_id: int, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per asset touched by the run: status, windows, tracks, wall time, error."""
-    from sql.repository import run_asset_rows
-    from sql.session import session_scope
-    from tasks.runs import engine_for
-
-    with session_scope(engine_for(settings)) as session:
-        rows = [dict(r) for r in run_asset_rows(session, run_id)]
+    with session(settings) as db:
+        rows = [dict(r) for r in run_asset_rows(db, run_id)]
     return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
 
@@ -36,8 +35,8 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@task(name="report-run", retries=2, retry_delay_seconds=2)
-def report_run_task(run_id: int, settings: dict[str, Any]) -> None:
+def report_run(run_id: int, settings: dict[str, Any]) -> None:
+    """The run's table and markdown summary as Prefect artifacts (in a flow run's context)."""
     rows = run_rows(run_id, settings)
     create_table_artifact(key=f"stepfoley-run-{run_id}", table=rows or [{"status": "empty"}],
                           description="Assets of this run: status, windows, tracks, wall time, error")

@@ -23,6 +23,9 @@ from typing import Any, Iterator, Mapping
 
 from sqlalchemy.engine import Engine
 
+from sql import repository
+from sql.claims import claim_asset, release_claim, renew_claim, steal_claim
+from sql.session import session_scope
 from tasks.config import Settings, load_settings, settings_from_json
 from tasks.policy import retry_db
 
@@ -51,8 +54,6 @@ def engine_for(settings: Mapping[str, Any] | Settings) -> Engine:
 
 
 def session(settings: Mapping[str, Any] | Settings):  # type: ignore[no-untyped-def]
-    from sql.session import session_scope
-
     return session_scope(engine_for(settings))
 
 
@@ -67,34 +68,29 @@ def current_flow_run_id() -> str | None:
 
 @retry_db
 def start_run(kind: str, parameters: dict[str, Any], settings: Mapping[str, Any]) -> int:
-    from sql.repository import start_run as _start
-
     with session(settings) as s:
-        return _id(_start(s, kind=kind, parameters={**parameters, "settings": dict(settings)},
-                          prefect_flow_run_id=current_flow_run_id()))
+        return _id(repository.start_run(s, kind=kind,
+                                        parameters={**parameters, "settings": dict(settings)},
+                                        prefect_flow_run_id=current_flow_run_id()))
 
 
 @retry_db
 def attach_flow_run(run_id: int, settings: Mapping[str, Any]) -> None:
-    from sql.repository import set_run_flow_run_id
-
     fr = current_flow_run_id()
     if fr:
         with session(settings) as s:
-            set_run_flow_run_id(s, run_id, fr)
+            repository.set_run_flow_run_id(s, run_id, fr)
 
 
 @retry_db
 def finish_run(run_id: int, results: list[Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    from sql.repository import finish_run as _finish
-
     counts: dict[str, int] = {}
     for r in results:
         status = r.get("status", "failed") if isinstance(r, dict) else "failed"
         counts[status] = counts.get(status, 0) + 1
     status = "failed" if counts.get("failed") else "completed"
     with session(settings) as s:
-        _finish(s, run_id, counts=counts, status=status)
+        repository.finish_run(s, run_id, counts=counts, status=status)
     return {"run_id": run_id, "counts": counts, "status": status}
 
 
@@ -106,14 +102,11 @@ def claim_owner(run_id: int) -> str:
 def claim(asset_id: int, owner: str, settings: Mapping[str, Any]) -> bool:
     """Take the asset's lease; a lease held by a dead process on this host is taken over at once
     (a `kill -9`ed run must not block its own rerun for a whole TTL)."""
-    from sql.claims import claim_asset, steal_claim
-    from sql.repository import get_asset
-
     ttl = float(settings.get("claim_ttl_s", 300))
     with session(settings) as s:
         if claim_asset(s, asset_id, owner, ttl):
             return True
-        holder = (get_asset(s, asset_id) or {}).get("claimed_by")
+        holder = (repository.get_asset(s, asset_id) or {}).get("claimed_by")
         if holder and _dead_local_owner(holder):
             return steal_claim(s, asset_id, holder, owner, ttl)
     return False
@@ -135,8 +128,6 @@ def _dead_local_owner(holder: str) -> bool:
 
 @retry_db
 def release(asset_id: int, owner: str, settings: Mapping[str, Any]) -> None:
-    from sql.claims import release_claim
-
     with session(settings) as s:
         release_claim(s, asset_id, owner)
 
@@ -144,8 +135,6 @@ def release(asset_id: int, owner: str, settings: Mapping[str, Any]) -> None:
 @contextlib.contextmanager
 def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> Iterator[None]:
     """Renew the lease at a third of its TTL until the block ends."""
-    from sql.claims import renew_claim
-
     ttl = float(settings.get("claim_ttl_s", 300))
     stop = threading.Event()
 
@@ -170,15 +159,14 @@ def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> I
 def record_failure(settings: Mapping[str, Any], *, uri: str, stage: str, err: BaseException,
                    run_id: int | None = None, asset_id: int | None = None,
                    scene_id: int | None = None, track_id: int | None = None) -> None:
-    from sql.repository import record_failure as _record
-
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     digest = hashlib.sha256(tb.encode("utf-8", "replace")).hexdigest()[:16]
     message = " ".join(str(err).split()) or type(err).__name__
     with session(settings) as s:
-        _record(s, run_id=run_id, asset_id=asset_id, scene_id=scene_id, track_id=track_id,
-                uri=uri, stage=getattr(err, "stage", stage), error_class=type(err).__name__,
-                message=message[:2000], traceback_digest=digest)
+        repository.record_failure(s, run_id=run_id, asset_id=asset_id, scene_id=scene_id,
+                                  track_id=track_id, uri=uri, stage=getattr(err, "stage", stage),
+                                  error_class=type(err).__name__, message=message[:2000],
+                                  traceback_digest=digest)
 
 
 def _id(obj: Any) -> int:

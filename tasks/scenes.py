@@ -2,9 +2,9 @@
 
 Detector: AdaptiveDetector (rolling-average content change, threshold 3.0) on frames scaled
 the way PySceneDetect's automatic downscale does (to ~256 px wide, bilinear). On FoleyWorld cuts
-and ffmpeg lavfi test patterns it found every hard cut to the frame, and ECOSYSTEM.md's
-measurement on an 8-scene 640×360 video found all 7 cuts where ContentDetector missed one; it is
-also less prone to split a shot on fast motion.
+and ffmpeg lavfi test patterns it found every hard cut to the frame, and measured on an 8-scene
+640×360 video it found all 7 cuts where ContentDetector missed one; it is also less prone to split
+a shot on fast motion.
 
 Decoding: PyAV in-process, frames handed to the detector directly instead of through
 ``SceneManager``/``open_video``. That path converted every full-size frame to BGR and then

@@ -10,7 +10,7 @@ and one of them got "cannot import name 'ConfigMixin' from partially initialized
 'diffusers.configuration_utils'". transformers and diffusers make this likelier: their
 ``_LazyModule`` attributes import submodules on first access, from whichever thread asks.
 
-The rule (docs/contracts.md, "Threads and imports"):
+The rule:
 1. Every entry point that runs our code on more than one thread (the CLI's run/demo with its
    preload, progress and task-runner threads; flows run by a worker with a thread-pool task
    runner; the dashboard's job threads) calls ``import_pipeline_modules()`` on its main thread

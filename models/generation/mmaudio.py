@@ -2,7 +2,8 @@
 
 Written from the architecture description; state-dict keys are the official ones, so official
 checkpoints (``mmaudio_small_16k.pth`` … ``mmaudio_large_44k_v2.pth``) load strictly, and
-``/work/shared/fixtures/mmaudio`` (outputs of the official code) agree to ~1e-6 in float32.
+the parity fixtures in ``tests/fixtures/mmaudio`` (outputs of the official code) agree to ~1e-6
+in float32.
 
 Inputs per window of d seconds: noisy latent x_t ``[B, N, latent_dim]`` (N = latent frames),
 clip features ``[B, Nc, clip_dim]`` (8 fps), sync features ``[B, Ns, sync_dim]`` (24/s, in
@@ -406,16 +407,6 @@ class MMAudio(ModelMixin, ConfigMixin):
     @property
     def head_dim(self) -> int:
         return self.config.hidden_dim // self.config.num_heads
-
-    def seq_lengths(self, duration: float, latent_rate: float | None = None) -> dict[str, int]:
-        """Token counts for a window of ``duration`` s, scaled from the configured 8 s lengths
-        (latent rounded up, as MMAudio does; sync a whole number of 8-frame segments)."""
-        c = self.config
-        full = 8.0
-        lat = math.ceil(duration * (latent_rate if latent_rate else c.latent_seq_len / full) - 1e-6)
-        clip = int(duration * c.clip_seq_len / full + 1e-6)
-        sync = int(duration * c.sync_seq_len / full + 1e-6)
-        return {"latent": lat, "clip": clip, "sync": sync}
 
     def rotations(self, latent_len: int, clip_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE tables for these lengths; clip positions scaled by N/Nc to share the audio's time axis."""

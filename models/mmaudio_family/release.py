@@ -49,7 +49,7 @@ OFFICIAL_PRESETS = ("small_16k", "small_44k", "medium_44k", "large_44k", "large_
 VOCODER_V2_DIR = "bigvgan_v2_44khz_128band_512x"
 CLIP_DIR = "DFN5B-CLIP-ViT-H-14-384"
 CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin")
-# MMAudio's own md5 checks of the release files (ECOSYSTEM.md).
+# MMAudio's own md5 checks of the release files (its download utility's table).
 OFFICIAL_MD5 = {
     "mmaudio_small_16k.pth": "af93cde404179f58e3919ac085b8033b", "mmaudio_small_44k.pth": "babd74c884783d13701ea2820a5f5b6d",
     "mmaudio_medium_44k.pth": "5a56b6665e45a1e65ada534defa903d0", "mmaudio_large_44k.pth": "fed96c325a6785b85ce75ae1aafd2673",

@@ -46,10 +46,10 @@ def _states(runs: list[Any], name: str) -> list[str]:
 @flow(name="one-stage", validate_parameters=False)
 def one_stage(stage: str, args: list[Any]) -> tuple[str, Any]:
     """Run one stage task and report its final state's name with its result."""
-    from tasks import stages
+    from tasks import prefect_tasks
 
-    fn = {"scenes": stages.plan_windows_task, "mix": stages.mix_asset_task,
-          "mux": stages.mux_asset_task}[stage]
+    fn = {"scenes": prefect_tasks.plan_windows_task, "mix": prefect_tasks.mix_asset_task,
+          "mux": prefect_tasks.mux_asset_task}[stage]
     state = fn(*args, return_state=True)
     return state.name, state.result()
 

@@ -165,20 +165,20 @@ def test_library_uri_errors_are_one_line_failures(tmp_path: Path) -> None:
 def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[bytes, bytes],
                                                memory_lib: str) -> None:
     from sql.repository import find_asset_by_uri, get_asset, list_failures
-    from tasks import stages
+    from tasks import runs, stages
 
     good, _ = videos
     _put(memory_lib, "clip.mp4", good)
     _put(memory_lib, "broken.mkv", b"\x1a\x45\xdf\xa3" + b"\x00" * 300)  # EBML magic, no video
-    settings = stages.resolve_settings(Settings(data_dir=tmp_path / "data",
-                                                database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    run_id = stages.start_run("test", {}, settings)
+    settings = runs.resolve_settings(Settings(data_dir=tmp_path / "data",
+                                              database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    run_id = runs.start_run("test", {}, settings)
 
     todo = stages.discover(memory_lib, settings, run_id)
     assert len(todo) == 1
     staged = todo[0]["path"]
     assert staged.startswith(os.path.abspath(tmp_path / "data" / "library-cache") + os.sep)
-    with stages.session(settings) as s:
+    with runs.session(settings) as s:
         asset = get_asset(s, todo[0]["asset_id"])
         assert asset["uri"] == f"{memory_lib}/clip.mp4" and asset["library"] == memory_lib
         assert find_asset_by_uri(s, staged)["id"] == asset["id"]  # later stages find it by the copy

@@ -219,7 +219,7 @@ def test_mix_crossfades_normalises_gates_and_limits(tmp_path: Path) -> None:
         {"index": 0, "window_index": 1, "start_s": 6.0, "end_s": 14.0, "shot_start_s": 0.0,
          "tracks": [{"id": 3, "order": 1, "prompt_text": "hum", "stem_uri": str(_tone(tmp_path / "b.wav", 330, 8, 0.05))}]},
     ]
-    res = mix_to_files(tmp_path / "v.mp4", windows, tmp_path / "out", duration_s=14.0)
+    res = mix_to_files(windows, tmp_path / "out", duration_s=14.0)
     takes = {t["track_id"]: t for t in res.takes}
     assert takes[2]["gated"] and not takes[1]["gated"]
     assert abs(takes[1]["gain_db"] - takes[3]["gain_db"] + 20.0) < 0.5  # 20 dB quieter take, 20 dB more gain

@@ -169,7 +169,7 @@ def test_mix_flac_is_the_stems_over_the_original_at_the_target_level(tmp_path: P
     takes = [(1, "hum", _take(tmp_path, "a.wav", _tone(4.0, 0.3, 16000, 220.0), 16000)),
              (2, "whistle", _take(tmp_path, "b.wav", _tone(4.0, 0.01, 16000, 1500.0), 16000))]
     original = _tone(3.0, 0.05, 44100, 600.0)
-    res = mix_to_files(tmp_path / "v.mp4", [_window(0, 0.0, 4.0, takes)], tmp_path / "out",
+    res = mix_to_files([_window(0, 0.0, 4.0, takes)], tmp_path / "out",
                        duration_s=4.0, original=original, original_rate=44100)
     mix, sr = sf.read(res.mix_path, always_2d=True)
     assert sr == OUTPUT_RATE == res.sample_rate and mix.shape == (4 * OUTPUT_RATE, 1)
@@ -187,7 +187,7 @@ def test_mix_flac_is_the_stems_over_the_original_at_the_target_level(tmp_path: P
     assert abs(res.true_peak_dbtp - _db(true_peak(mix[:, 0].astype(np.float32)).max())) < 1e-3
     assert [t["track_id"] for t in res.takes] == [1, 2] and not any(t["gated"] for t in res.takes)
     # the original is part of what the mix is made of: another bed, another content hash
-    res2 = mix_to_files(tmp_path / "v.mp4", [_window(0, 0.0, 4.0, takes)], tmp_path / "out2",
+    res2 = mix_to_files([_window(0, 0.0, 4.0, takes)], tmp_path / "out2",
                         duration_s=4.0)
     assert res2.content_hash != res.content_hash
     assert [s["sha256"] for s in res2.stems] == [s["sha256"] for s in res.stems]
@@ -202,7 +202,7 @@ def test_48k_stems_over_a_loud_48k_original_are_limited_to_the_ceiling(tmp_path:
     w = [_window(0, 0.0, 3.0, [(1, "low", _take(tmp_path, "a.wav", a, RATE))]),
          _window(1, 2.0, 5.0, [(1, "low", _take(tmp_path, "b.wav", b, RATE))])]
     original = _tone(6.0, 0.9, RATE, 200.0)  # longer than the asset: cut to its length
-    res = mix_to_files(tmp_path / "v.mp4", w, tmp_path / "out", duration_s=5.0, original=original)
+    res = mix_to_files(w, tmp_path / "out", duration_s=5.0, original=original)
     mix, sr = sf.read(res.mix_path, always_2d=True)
     assert sr == RATE and mix.shape == (5 * RATE, 1)
     assert -1.0 - 0.02 <= _db(true_peak(mix[:, 0].astype(np.float32)).max()) <= -1.0 + 1e-3
@@ -224,7 +224,7 @@ def test_48k_stems_over_a_loud_48k_original_are_limited_to_the_ceiling(tmp_path:
 def test_silent_and_short_takes_are_gated_and_a_silent_mix_has_no_loudness(tmp_path: Path) -> None:
     w = [_window(0, 0.0, 2.0, [(1, "nothing", _take(tmp_path, "z.wav", np.zeros(2 * 16000, np.float32), 16000)),
                                (2, "blip", _take(tmp_path, "s.wav", _tone(0.2, 0.5, 16000), 16000))])]
-    res = mix_to_files(tmp_path / "v.mp4", w, tmp_path / "out", duration_s=2.0)
+    res = mix_to_files(w, tmp_path / "out", duration_s=2.0)
     assert [(t["gated"], t["gain_db"], t["loudness_lufs"]) for t in res.takes] == [(True, None, None)] * 2
     mix, sr = sf.read(res.mix_path, always_2d=True)
     assert mix.shape == (2 * RATE, 1) and not np.any(mix)

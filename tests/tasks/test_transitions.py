@@ -157,7 +157,7 @@ def test_mix_fades_with_the_picture_and_crossfades_a_dissolve(tmp_path: Path) ->
          "start_transition": "fade", "start_transition_s": 1.0,
          "tracks": [{"id": 2, "order": 1, "prompt_text": "b", "stem_uri": _noise(tmp_path / "b.wav", 3, 2)}]},
     ]
-    res = mix_to_files(tmp_path / "v.mp4", fade, tmp_path / "fade", duration_s=7.0)
+    res = mix_to_files(fade, tmp_path / "fade", duration_s=7.0)
     x, sr = sf.read(res.stems[0]["path"])
     env = _envelope(x, sr)
     full = env[int(1.0 * sr):int(1.8 * sr)].mean()
@@ -172,7 +172,7 @@ def test_mix_fades_with_the_picture_and_crossfades_a_dissolve(tmp_path: Path) ->
          "start_transition": "dissolve", "start_transition_s": 1.0,
          "tracks": [{"id": 2, "order": 1, "prompt_text": "b", "stem_uri": _noise(tmp_path / "d.wav", 3, 4)}]},
     ]
-    res = mix_to_files(tmp_path / "v.mp4", dissolve, tmp_path / "dis", duration_s=5.0)
+    res = mix_to_files(dissolve, tmp_path / "dis", duration_s=5.0)
     x, sr = sf.read(res.stems[0]["path"])
     env = _envelope(x, sr)[int(0.5 * sr):int(4.5 * sr)]
     # equal-power crossfade over the dissolve: no dip, no bump, no doubled level
