@@ -70,6 +70,16 @@ def bundle_identity(path: str | Path) -> dict[str, Any]:
     }
 
 
+def has_guidance_branch(path: str | Path) -> bool:
+    """Whether the bundle carries a guidance branch u_ψ (``controlnet/``), which NAG needs; a
+    converted official release has none until one is trained."""
+    import json
+
+    root = Path(path).expanduser()
+    spec = json.loads((root / "model_index.json").read_text()).get("controlnet")
+    return isinstance(spec, list) and len(spec) == 2 and spec[0] is not None and (root / "controlnet").is_dir()
+
+
 def load_bundle(path: str | Path, device: str = "cpu"):
     """The ``StepByStepV2APipeline`` of a local bundle, on ``device``, in eval mode."""
     import torch

@@ -256,6 +256,10 @@ class StepByStepV2APipeline(DiffusionPipeline):
         """One track against ``negative_audio`` (the audio that already exists, or None)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "nag" and self.controlnet is None:
+            # Refused from the first track on, never downgraded to CFG.
+            raise ValueError("this bundle has no controlnet (guidance model u_ψ): mode 'nag' needs one; "
+                             "use mode='independent' or 'negative_text'")
         d = self._model_duration(duration)
         n_lat = self._lengths(d)["latent"]
         clip_f, sync_f = self.encode_video(video, d)
