@@ -1,7 +1,9 @@
 """The per-asset stages as the flows see them: each one calls the plain media/model functions
 and records its result in the provenance database, keyed on natural keys so reruns are no-ops.
 
-Flows pass JSON-able dicts (paths, ids, hashes), never arrays or tensors.
+Flows pass JSON-able dicts (paths, ids, hashes), never arrays or tensors. These are plain
+functions; their Prefect tasks are declared in tasks/prefect_tasks.py, the bookkeeping around
+them (runs, claims, failures) is tasks/runs.py.
 """
 
 from __future__ import annotations
@@ -9,12 +11,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from sqlalchemy import update
+
+from sql.repository import (asset_status_rows, asset_windows_with_tracks, current_tracks,
+                            find_asset_by_uri, get_asset, known_uris, link_run_asset,
+                            record_asset_path, run_asset_rows, set_asset_status, upsert_asset,
+                            upsert_mix, upsert_output, upsert_prompt, upsert_scene)
+from sql.repository import run_progress as progress_counts
+from sql.schema import Track
+from tasks.asset_prompts import prompts_for_asset
+from tasks.audio import decode_audio, has_audio_stream
 from tasks.config import ConfigError, Settings
 from tasks.errors import MediaError
+from tasks.ingest import discover as walk_library
+from tasks.ingest import hash_and_probe, ingest_path, sha256_file
+from tasks.library_fs import cache_root, local_path
+from tasks.media_paths import from_uri, to_uri
+from tasks.mix import OUTPUT_RATE, mix_to_files
+from tasks.mux import mux_output
 from tasks.policy import retry_db
-from tasks.runs import (as_settings, attach_flow_run, claim, claim_heartbeat, claim_owner,  # noqa: F401
-                        engine_for, finish_run, record_failure, release, resolve_settings,
-                        session, start_run)
+from tasks.runs import as_settings, record_failure, session
+from tasks.scenes import detect_shots
+from tasks.scenes import plan_windows as windows_of
+from tasks.uploads import stable_files
 
 
 def check_bundle(settings: Settings) -> None:
@@ -40,14 +59,9 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
     A library may be an fsspec URI: its files are staged locally (tasks/library_fs.py), the
     to-do list carries the staged paths and the records the original URIs.
     """
-    from sql.repository import link_run_asset, record_asset_path, upsert_asset
-    from tasks.ingest import discover as walk, hash_and_probe
-    from tasks.library_fs import cache_root
-    from tasks.media_paths import from_uri, to_uri
-
     todo: list[dict[str, Any]] = []
     wanted = {from_uri(p) for p in paths} if paths is not None else None
-    for item in walk(from_uri(library), cache_dir=cache_root(as_settings(settings).data_dir)):
+    for item in walk_library(from_uri(library), cache_dir=cache_root(as_settings(settings).data_dir)):
         if isinstance(item, MediaError):
             record_failure(settings, uri=to_uri(item.path or library), stage="discover", err=item,
                            run_id=run_id)
@@ -81,10 +95,6 @@ def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, ru
     """A file that is not usable video: an asset row (when it can be hashed) marked failed.
 
     ``source`` is the URI a staged copy (``path``) came from: the records name it."""
-    from sql.repository import link_run_asset, set_asset_status, upsert_asset
-    from tasks.ingest import sha256_file
-    from tasks.media_paths import from_uri
-
     asset_id = None
     try:
         sha = sha256_file(Path(from_uri(path)))
@@ -102,10 +112,6 @@ def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, ru
 # ---------------------------------------------------------------- one asset
 def ingest_asset(path: str, settings: Mapping[str, Any], run_id: int | None) -> dict[str, Any]:
     """Hash + probe + asset row; status ``running`` unless it is already ``done``."""
-    from sql.repository import link_run_asset, record_asset_path, set_asset_status, upsert_asset
-    from tasks.ingest import ingest_path
-    from tasks.media_paths import from_uri
-
     facts = ingest_path(Path(from_uri(path)))
     with session(settings) as s:
         asset = upsert_asset(s, **facts.asset_fields())
@@ -122,12 +128,7 @@ def ingest_asset(path: str, settings: Mapping[str, Any], run_id: int | None) -> 
 
 def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Shots → model windows, recorded as scene rows (one per window)."""
-    from sql.repository import upsert_scene
-    from tasks.scenes import detect_shots, plan_windows as windows_of
-
     s = as_settings(settings)
-    from tasks.media_paths import from_uri
-
     shots = detect_shots(Path(from_uri(asset["path"])), min_shot_s=s.min_shot_s)
     windows = windows_of(shots, window_s=s.window_s, overlap_s=s.overlap_s)
     out = []
@@ -147,9 +148,6 @@ def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dic
 def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
                     settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Prompts per shot (shared by its windows), recorded per window; returns generation jobs."""
-    from sql.repository import upsert_prompt
-    from tasks.asset_prompts import prompts_for_asset
-
     s = as_settings(settings)
     per_shot = prompts_for_asset(asset["path"], asset["sha256"], windows, s)
     jobs = []
@@ -174,20 +172,13 @@ def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
 
 def mix_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """Current stems of every window on the asset timeline → mix file + per-track stems."""
-    from sql.repository import asset_windows_with_tracks, upsert_mix
-    from sql.schema import Track
-    from sqlalchemy import update
-    from tasks.audio import decode_audio, has_audio_stream
-    from tasks.media_paths import from_uri
-    from tasks.mix import OUTPUT_RATE, mix_to_files
-
     s = as_settings(settings)
     with session(settings) as db:
         windows = asset_windows_with_tracks(db, asset["id"])
     src = from_uri(asset["path"])
     original = decode_audio(src, 0.0, None, OUTPUT_RATE) if has_audio_stream(src) else None
     out_dir = s.work_dir / asset["sha256"][:16]
-    result = mix_to_files(src, windows, out_dir, duration_s=float(asset["duration_s"]),
+    result = mix_to_files(windows, out_dir, duration_s=float(asset["duration_s"]),
                           target_lufs=s.target_lufs, original=original)
     with session(settings) as db:
         for take in result.takes:
@@ -213,9 +204,6 @@ def _chapter_starts(windows: list[dict[str, Any]]) -> list[list[Any]]:
 
 def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The output video: picture copied, mix first, original and stems after."""
-    from sql.repository import upsert_output
-    from tasks.mux import mux_output
-
     s = as_settings(settings)
     result = mux_output(asset["path"], mix, s.output_dir, container=s.container,
                         name=_output_name(asset), has_original=bool(mix["has_original"]),
@@ -228,16 +216,12 @@ def mux_asset(asset: dict[str, Any], mix: dict[str, Any], settings: Mapping[str,
 
 
 def _output_name(asset: dict[str, Any]) -> str:
-    from tasks.media_paths import from_uri
-
     stem = Path(from_uri(asset["path"])).stem
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "asset"
     return f"{safe}.{asset['sha256'][:8]}"
 
 
 def finish_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> None:
-    from sql.repository import set_asset_status
-
     with session(settings) as db:
         set_asset_status(db, asset["id"], "done")
 
@@ -245,8 +229,6 @@ def finish_asset(asset: dict[str, Any], settings: Mapping[str, Any]) -> None:
 @retry_db
 def fail_asset(path: str, err: BaseException, settings: Mapping[str, Any], run_id: int | None) -> None:
     """Record the failure against the asset (when it has a row) and mark it failed."""
-    from sql.repository import find_asset_by_uri, set_asset_status
-
     with session(settings) as db:
         asset = find_asset_by_uri(db, path)
         asset_id = asset["id"] if asset else None
@@ -259,9 +241,6 @@ def fail_asset(path: str, err: BaseException, settings: Mapping[str, Any], run_i
 @retry_db
 def asset_ref(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The asset row with ``path``: where its content is read here (a remote URI's staged copy)."""
-    from sql.repository import get_asset
-    from tasks.library_fs import local_path
-
     with session(settings) as db:
         row = get_asset(db, asset_id)
     return {**row, "path": local_path(row["uri"], row["sha256"], as_settings(settings).data_dir)}
@@ -269,8 +248,6 @@ def asset_ref(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 @retry_db
 def asset_summary_by_path(path: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    from sql.repository import asset_status_rows, find_asset_by_uri
-
     with session(settings) as db:
         asset = find_asset_by_uri(db, path)
         if asset is None:
@@ -282,8 +259,6 @@ def asset_summary_by_path(path: str, settings: Mapping[str, Any]) -> dict[str, A
 
 @retry_db
 def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
-    from sql.repository import asset_status_rows
-
     with session(settings) as db:
         rows = [dict(r) for r in asset_status_rows(db, asset_id=asset_id)]
     return rows[0] if rows else {"asset_id": asset_id, "status": "unknown"}
@@ -291,60 +266,24 @@ def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 @retry_db
 def window_tracks(scene_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from sql.repository import current_tracks
-
     with session(settings) as db:
         return current_tracks(db, scene_id)
 
 
 # ---------------------------------------------------------------- progress for the CLI
 def run_progress(run_id: int, settings: Mapping[str, Any]) -> dict[str, tuple[int, int | None]]:
-    from sql.repository import run_progress as _progress
-
     with session(settings) as db:
-        return _progress(db, run_id)
+        return progress_counts(db, run_id)
 
 
 @retry_db
 def run_summary_rows(run_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from sql.repository import run_asset_rows
-
     with session(settings) as db:
         return [dict(r) for r in run_asset_rows(db, run_id)]
 
 
 def stable_uploads(inbox: str, settings: Mapping[str, Any], stable_scans: int) -> list[str]:
-    from sql.repository import known_uris
-    from tasks.uploads import stable_files
-
     s = as_settings(settings)
     with session(settings) as db:
         known = known_uris(db, prefix=str(Path(inbox)))
     return stable_files(Path(inbox), s.data_dir / "uploads-state.json", stable_scans, known)
-
-
-# ---------------------------------------------------------------- Prefect wrappers
-from prefect import task  # noqa: E402
-
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from tasks.caching import cached_stage  # noqa: E402
-from tasks.policy import retry_transient  # noqa: E402
-
-# Transient failures (I/O, lost database connection, OOM) are retried with backoff: 2 + 10 + 30 s
-# covers a database restart; bad input (MediaError) never is.
-_POLICY = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient)
-# Stages that read or write the world as it is now (the library, the asset row) never cache.
-_LIVE = dict(cache_policy=NO_CACHE, **_POLICY)
-
-discover_task = task(name="discover", timeout_seconds=3600, **_LIVE)(discover)
-ingest_asset_task = task(name="ingest", timeout_seconds=1800, **_LIVE)(ingest_asset)
-# The expensive stages cache their (small) results under DATA_DIR/cache: see tasks/caching.py.
-plan_windows_task = task(name="scenes", timeout_seconds=3600, **_POLICY,
-                         **cached_stage("scenes"))(plan_windows)
-propose_prompts_task = task(name="prompts", timeout_seconds=3600, **_POLICY,
-                            **cached_stage("prompts"))(propose_prompts)
-mix_asset_task = task(name="mix", timeout_seconds=1800, **_POLICY, **cached_stage("mix"))(mix_asset)
-mux_asset_task = task(name="mux", timeout_seconds=1800, **_POLICY, **cached_stage("mux"))(mux_asset)
-finish_asset_task = task(name="finish", **_LIVE)(finish_asset)
-stable_uploads_task = task(name="scan-uploads", **_LIVE)(stable_uploads)
