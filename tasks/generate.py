@@ -16,6 +16,7 @@ Prefect tasks (generate-window, tagged and untagged) are declared in tasks/prefe
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import soundfile as sf
 import torch
 from diffusers.utils import logging as dlogging
 
-from models.generation.bundle import bundle_identity
+from models.generation.bundle import bundle_identity, place
 from models.generation.pipeline import StepByStepV2APipeline
 from sql.repository import set_track_status, track_history, upsert_track
 from sql.session import session_scope
@@ -53,14 +54,18 @@ class LoadedBundle:
 
 
 @loaded_once(maxsize=2)
-def load_bundle(bundle_dir: str, device: str, threads: int = 1) -> LoadedBundle:
-    """The pipeline of a local bundle directory, cached per (dir, device) in this process."""
+def load_bundle(bundle_dir: str, device: str, threads: int = 1, dtype: str | None = None) -> LoadedBundle:
+    """The pipeline of a local bundle directory, cached per (dir, device) in this process.
+
+    ``dtype`` (default: ``STEPFOLEY_DTYPE``, else ``auto`` = bfloat16 on CUDA, float32 on the CPU)
+    is the network's and the encoders' compute dtype; the codec stays float32
+    (``models.generation.bundle.place``). Like the device, it is the worker's to decide."""
     if device == "cpu":
         torch.set_num_threads(max(1, int(threads)))
     dlogging.disable_progress_bar()
     pipe = StepByStepV2APipeline.from_pretrained(bundle_dir)
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(torch.device(device))
+    place(pipe, device, dtype or os.environ.get("STEPFOLEY_DTYPE") or "auto")
     ident = bundle_identity(bundle_dir)
     return LoadedBundle(pipe=pipe, bundle_id=ident["bundle_id"],
                         weights_sha256=ident["weights_sha256"],

@@ -80,11 +80,47 @@ def has_guidance_branch(path: str | Path) -> bool:
     return isinstance(spec, list) and len(spec) == 2 and spec[0] is not None and (root / "controlnet").is_dir()
 
 
-def load_bundle(path: str | Path, device: str = "cpu"):
-    """The ``StepByStepV2APipeline`` of a local bundle, on ``device``, in eval mode."""
+# Components whose weights run in the compute dtype; the codec stays float32 (its STFT, mel
+# filterbank and vocoder are cheap next to the network and lose accuracy in bf16).
+COMPUTE_COMPONENTS = ("transformer", "controlnet", "video_features", "text_encoder")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(device: str, dtype: str = "auto"):
+    """``auto`` → bfloat16 on CUDA (as MMAudio runs), float32 elsewhere; else the named dtype."""
     import torch
 
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def place(pipe: Any, device: str, dtype: str = "auto") -> Any:
+    """Every component on ``device``; the compute components in ``resolve_dtype(device, dtype)``,
+    the codec in float32; all in eval mode."""
+    import torch
+
+    from diffusers.utils import logging as dlogging
+
+    dev = torch.device(device)
+    compute = resolve_dtype(device, dtype)
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # diffusers warns on every .to(dtype); no module here must stay fp32
+    try:
+        for name in COMPUTE_COMPONENTS + ("codec",):
+            module = getattr(pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.to(dev, compute if name in COMPUTE_COMPONENTS else torch.float32).eval()
+    finally:
+        dlogging.set_verbosity(level)
+    return pipe
+
+
+def load_bundle(path: str | Path, device: str = "cpu", dtype: str = "auto"):
+    """The ``StepByStepV2APipeline`` of a local bundle, on ``device`` in ``dtype``, in eval mode."""
     from models.generation.pipeline import StepByStepV2APipeline
 
     pipe = StepByStepV2APipeline.from_pretrained(Path(path).expanduser())
-    return pipe.to(torch.device(device))
+    return place(pipe, device, dtype)
