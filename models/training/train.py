@@ -36,6 +36,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,9 @@ from torch import nn
 
 from models.demo_family.codec import MelCodec
 from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer, tokenize
+from models.training import foleyworld as fw
+from models.training.distributed import average_gradients, average_scalar, rank_and_world
+from models.training.guidance_sources import PairBatch
 
 BUNDLE_NAME = "foleyworld-tiny"
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[1] / "weights" / BUNDLE_NAME
@@ -66,8 +71,14 @@ def set_determinism(seed: int, threads: int) -> None:
         pass
 
 
-def step_generator(seed: int, component: str, step: int) -> torch.Generator:
-    """An independent, reproducible random stream per (seed, component, step)."""
+def step_generator(seed: int, component: str, step: int, micro: int = 0) -> torch.Generator:
+    """An independent, reproducible random stream per (seed, component, step, micro-batch).
+
+    Micro-batch 0 is the stream a single-process, no-accumulation run has always used, so the
+    shipped weights stay reproducible; micro-batch m > 0 (rank r, accumulation slot a: m = r·A + a)
+    draws its own stream."""
+    if micro:
+        component = f"{component}#{micro}"
     tag = sum((i + 1) * ord(ch) for i, ch in enumerate(component))
     return torch.Generator().manual_seed((seed * 1_000_003 + tag * 7919 + step) % (2**63 - 1))
 
@@ -249,6 +260,8 @@ class RunConfig:
     null_text_p: float = 0.1
     null_video_p: float = 0.1
     grad_clip: float = 1.0
+    # Micro-batches per optimiser step (per rank): batch_size each, gradients averaged.
+    grad_accum: int = 1
     bf16: bool = True
     ckpt_every: int = 200
     log_every: int = 10
@@ -257,8 +270,8 @@ class RunConfig:
     threads: int = 2
 
 
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def _autocast(enabled: bool, device_type: str = "cpu"):
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class Trainer:
@@ -284,8 +297,13 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.ckpt_path = run_dir / "state.pt"
+        self.rank, self.world = rank_and_world()
+        self.device_type = next(iter(self.params.values())).device.type if self.params else "cpu"
+        self._signalled: int | None = None
 
     def save(self) -> None:
+        if self.rank != 0:  # one writer; every rank resumes from the same file
+            return
         atomic_torch_save(
             {
                 "step": self.step,
@@ -294,6 +312,9 @@ class Trainer:
                 "opt": self.opt.state_dict(),
                 "ema": self.ema.state_dict(),
                 "log": self.log.state(),
+                # Data draws come from per-step generators; the global streams are saved so
+                # anything drawing from them (dropout) resumes where it was.
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
             },
             self.ckpt_path,
         )
@@ -309,7 +330,13 @@ class Trainer:
         self.log.load(state["log"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
         return True
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signalled = signum
 
     def run(self, loss_fn: Callable[[torch.Generator, int], torch.Tensor], quiet: bool = False) -> dict[str, Any]:
         cfg = self.cfg
@@ -319,7 +346,12 @@ class Trainer:
         stopped_early = False
         start = time.time() - self.elapsed
         probe_before = self.probe(loss_fn)
-        bar = progress_bar() if not quiet else None
+        # SIGTERM (a scheduler's pre-emption, `kill`) ends the run after the current step with
+        # a checkpoint; only the main thread may install handlers.
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._on_signal)
+        bar = progress_bar() if not quiet and self.rank == 0 else None
         task = bar.add_task(cfg.component, total=cfg.steps, completed=self.step, info="") if bar else None
         if bar:
             bar.start()
@@ -329,10 +361,18 @@ class Trainer:
                 lr = lr_at(self.step, cfg.steps, cfg.lr, cfg.warmup)
                 for group in self.opt.param_groups:
                     group["lr"] = lr
-                with _autocast(cfg.bf16):
-                    loss = loss_fn(gen, self.step)
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                micro = max(1, cfg.grad_accum)
+                loss_sum = 0.0
+                for a in range(micro):
+                    m = self.rank * micro + a
+                    g = gen if m == 0 else step_generator(cfg.seed, cfg.component, self.step, m)
+                    with _autocast(cfg.bf16, self.device_type):
+                        loss = loss_fn(g, self.step)
+                    (loss / micro if micro > 1 else loss).backward()
+                    loss_sum += loss.item()
+                average_gradients(list(self.params.values()))
+                loss = torch.tensor(average_scalar(loss_sum / micro))
                 gnorm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.grad_clip)
                 self.opt.step()
                 self.ema.update(self.params, self.step)
@@ -351,9 +391,15 @@ class Trainer:
                     stopped_early = True
                     self.save()
                     break
+                if self._signalled is not None:
+                    self.save()
+                    self.log.write()
+                    raise SystemExit(128 + self._signalled)
         finally:
             if bar:
                 bar.stop()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         summary = {
             "steps": self.step,
             "target_steps": cfg.steps,
@@ -373,7 +419,7 @@ class Trainer:
         """The loss on one fixed batch (same examples, noise, t and dropout every time): unlike
         the per-step batch losses it moves only when the weights do, so a short run's progress
         can be read from it."""
-        with _autocast(self.cfg.bf16):
+        with _autocast(self.cfg.bf16, self.device_type):
             return float(loss_fn(step_generator(self.cfg.seed, self.cfg.component + "-probe", 0), -1))
 
     @torch.no_grad()
@@ -592,55 +638,63 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000,
     return summary
 
 
-def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
-                   scenes: int = 400, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
-    """u_ψ as the paper: base frozen; target = one 4 s half of a scene's soundtrack, condition =
-    the other half (same scene, never overlapping), video of the target half, text null."""
-    from models.training import foleyworld as fw
-    from models.generation.controlnet import AudioControlNet
-    from models.generation.mmaudio import MMAudio
+class FoleyWorldPairs:
+    """The demo's guidance pairs: 4 s halves of 8 s FoleyWorld scenes (target = one half, x̃ = the
+    other; clip features are the raw 8 fps grid, projected by the caller's frozen head)."""
 
-    set_determinism(seed, threads)
-    out = Path(out)
-    net = MMAudio.from_pretrained(out / "transformer").eval().requires_grad_(False)
-    codec = MelCodec.from_pretrained(out / "codec")
-    video_features = VideoFeatures.from_pretrained(out / "video_features").requires_grad_(False)
-    cn = AudioControlNet.from_transformer(net, init_from_backbone=True)
-    seeds = list(fw.SPLITS["train"])[100_000: 100_000 + scenes]
-    bank = build_bank(seeds, 8.0, codec, video_features)
-    cfg = RunConfig("guidance", steps, batch, 2e-4, window=4.0, warmup=min(50, max(1, steps // 10)),
-                    minutes_cap=minutes,
-                    seed=seed, threads=threads, ckpt_every=100)
-    trainer = Trainer(cfg, out / "_runs" / "guidance", {"controlnet": cn})
-    half = int(math.ceil(4.0 * codec.latent_rate - 1e-6))
+    def __init__(self, bank: SceneBank, latent_rate: float, seeds: Sequence[int]) -> None:
+        self.bank, self.latent_rate, self.seeds = bank, latent_rate, list(seeds)
+        self.half = int(math.ceil(4.0 * latent_rate - 1e-6))
 
-    def loss_fn(gen: torch.Generator, step: int) -> torch.Tensor:
+    def pairs(self, gen: torch.Generator, n: int) -> PairBatch:
         x1, cond, clip, sync = [], [], [], []
-        for _ in range(batch):
-            s = int(torch.randint(len(bank), (1,), generator=gen))
+        for _ in range(n):
+            s = int(torch.randint(len(self.bank), (1,), generator=gen))
             first = bool(torch.randint(2, (1,), generator=gen))
             tgt_off, cond_off = (0, 32) if first else (32, 0)
-            crop = crop_window(bank, s, tgt_off, 4.0, codec.latent_rate)
-            x1.append(bank.mix_lat[s][crop["lat"]].float())
-            ccrop = crop_window(bank, s, cond_off, 4.0, codec.latent_rate)
-            cond.append(bank.mix_lat[s][ccrop["lat"]].float()[:half])
+            crop = crop_window(self.bank, s, tgt_off, 4.0, self.latent_rate)
+            x1.append(self.bank.mix_lat[s][crop["lat"]].float())
+            ccrop = crop_window(self.bank, s, cond_off, 4.0, self.latent_rate)
+            cond.append(self.bank.mix_lat[s][ccrop["lat"]].float()[: self.half])
             clip.append(crop["clip"].float())
             sync.append(crop["sync"].float())
-        x1_t, cond_t = torch.stack(x1), torch.stack(cond)
-        with torch.no_grad():
-            clip_f = video_features.clip_proj(torch.stack(clip))
-        sync_f = torch.stack(sync)
-        drop_v = torch.rand(batch, generator=gen) < cfg.null_video_p
-        clip_f = null_fill(clip_f, drop_v, net.empty_clip_feat[None])
-        sync_f = null_fill(sync_f, drop_v, net.empty_sync_feat[None])
-        text_f = net.empty_string_feat[None].expand(batch, -1, -1)
-        conditions = net.preprocess_conditions(clip_f, sync_f, text_f)
-        return flow_matching_loss(lambda xt, t: cn.predict_flow(net, xt, t, conditions, cond_t), x1_t, gen)
+        return PairBatch(torch.stack(x1), torch.stack(cond), torch.stack(clip), torch.stack(sync))
 
-    summary = trainer.run(loss_fn, quiet=quiet)
-    trainer.load_ema_into_modules()
-    cn.save_pretrained(out / "controlnet")
-    return summary
+    probe_pairs = pairs
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "foleyworld", "scenes": len(self.seeds), "first_seed": self.seeds[0],
+                "last_seed": self.seeds[-1]}
+
+
+def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
+                   scenes: int = 400, minutes: float | None = None, quiet: bool = False,
+                   features: Path | None = None, grad_accum: int = 1) -> dict[str, Any]:
+    """u_ψ for the bundle at ``out`` (models/training/guidance.py), on extracted real-footage
+    ``features`` (stepfoley extract-features) or, by default, on FoleyWorld: target = one 4 s
+    half of a scene's soundtrack, condition = the other half, video of the target half."""
+    # guidance.py builds on this module's Trainer: imported on use to keep the graph a tree.
+    from models.training.guidance import train_guidance_on
+    from models.training.guidance_sources import ShardPairs
+
+    out = Path(out)
+    if features is not None:
+        rank, world = rank_and_world()
+        return train_guidance_on(out, ShardPairs(features, rank=rank, world=world), steps=steps,
+                                 batch=batch, seed=seed, threads=threads, grad_accum=grad_accum,
+                                 minutes=minutes, quiet=quiet)
+    set_determinism(seed, threads)
+    codec = MelCodec.from_pretrained(out / "codec")
+    video_features = VideoFeatures.from_pretrained(out / "video_features").requires_grad_(False)
+    seeds = list(fw.SPLITS["train"])[100_000: 100_000 + scenes]
+    source = FoleyWorldPairs(build_bank(seeds, 8.0, codec, video_features), codec.latent_rate, seeds)
+
+    @torch.no_grad()
+    def project(b: PairBatch) -> PairBatch:
+        return dataclasses.replace(b, clip=video_features.clip_proj(b.clip))
+
+    return train_guidance_on(out, source, steps=steps, batch=batch, seed=seed, threads=threads,
+                             grad_accum=grad_accum, minutes=minutes, quiet=quiet, transform=project)
 
 
 def assemble_bundle(out: Path) -> Path:

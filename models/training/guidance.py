@@ -1,0 +1,118 @@
+"""The guidance-branch trainer (u_ψ): one trainer for every bundle and data source.
+
+The paper's recipe (Hayakawa et al., §3.3): the base network u is frozen; the branch ψ (a
+ControlNet: transformer blocks initialised from the backbone's, zero-initialised input and
+output projections, so u_ψ ≡ u at step 0) learns the flow of a target segment given its video,
+a null text and, as audio condition, another segment of the same clip:
+
+    L(ψ) = E_{(x₁, x̃, V) ~ pairs, x₀ ~ N(0, I), t ~ logit-N(0, 1)}
+           ‖ u_ψ(x_t, t, V′, ∅, x̃) − (x₁ − x₀) ‖²,   x_t = (1 − t)·x₀ + t·x₁,
+
+with V′ = V, or the null video with probability ``null_video_p`` (so the branch also learns to
+steer from x̃ alone, which NAG uses when the video says little). Pairs come from a source
+(models/training/guidance_sources.py): extracted shards of real footage, or the demo's
+FoleyWorld scenes. The loop (AdamW, warm-up + cosine decay, gradient clipping, EMA, bf16
+autocast, gradient accumulation, data parallel over ranks, checkpoints every N steps and on
+SIGTERM, exact resume) is the shared ``Trainer`` (models/training/train.py).
+
+The result is the bundle's ``controlnet/`` component, written into the bundle atomically (a
+temp directory renamed over the old one) with ``training.json``: the data's identity (listing
+hash, extraction weights), steps, seed, batch, and the base weights' hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.generation.bundle import bundle_identity
+from models.generation.controlnet import AudioControlNet
+from models.generation.mmaudio import MMAudio
+from models.training.distributed import rank_and_world
+from models.training.guidance_sources import PairBatch, PairSource
+from models.training.train import RunConfig, Trainer, flow_matching_loss, null_fill, set_determinism
+
+TRAINING_RECORD = "training.json"
+
+
+def branch_loss(net: MMAudio, cn: AudioControlNet, batch: PairBatch, gen: torch.Generator,
+                null_video_p: float, cond: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss above for one batch (``cond`` overrides x̃: the other-clip and silent controls)."""
+    n = batch.x1.shape[0]
+    drop_v = torch.rand(n, generator=gen) < null_video_p
+    clip_f = null_fill(batch.clip, drop_v, net.empty_clip_feat[None])
+    sync_f = null_fill(batch.sync, drop_v, net.empty_sync_feat[None])
+    text_f = net.empty_string_feat[None].expand(n, -1, -1)
+    conditions = net.preprocess_conditions(clip_f, sync_f, text_f)
+    x_cond = batch.cond if cond is None else cond
+    return flow_matching_loss(lambda xt, t: cn.predict_flow(net, xt, t, conditions, x_cond), batch.x1, gen)
+
+
+def train_branch(net: MMAudio, source: PairSource, run_dir: Path, cfg: RunConfig, *,
+                 probe_batch: int | None = None, quiet: bool = False,
+                 transform: Any = None) -> tuple[AudioControlNet, dict[str, Any]]:
+    """Train a fresh branch on ``source``; returns it (EMA weights) and the run's summary.
+
+    ``transform`` maps a drawn ``PairBatch`` before the loss (the demo projects its clip grid
+    features with its frozen video-feature head there)."""
+    set_determinism(cfg.seed, cfg.threads)
+    net = net.eval().requires_grad_(False)
+    cn = AudioControlNet.from_transformer(net, init_from_backbone=True)
+    trainer = Trainer(cfg, run_dir, {"controlnet": cn})
+
+    def loss_fn(gen: torch.Generator, step: int) -> torch.Tensor:
+        batch = (source.probe_pairs(gen, probe_batch or cfg.batch_size) if step < 0
+                 else source.pairs(gen, cfg.batch_size))
+        if transform is not None:
+            batch = transform(batch)
+        return branch_loss(net, cn, batch, gen, cfg.null_video_p)
+
+    summary = trainer.run(loss_fn, quiet=quiet)
+    trainer.load_ema_into_modules()
+    return cn, summary
+
+
+def write_branch(bundle: Path, cn: AudioControlNet, record: dict[str, Any]) -> Path:
+    """``bundle/controlnet`` replaced atomically by ``cn`` with its training record."""
+    bundle = Path(bundle)
+    tmp = bundle / f".controlnet.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cn.save_pretrained(tmp)
+    (tmp / TRAINING_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+    final = bundle / "controlnet"
+    old = bundle / f".controlnet.{os.getpid()}.old"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def train_guidance_on(bundle: Path, source: PairSource, *, steps: int, batch: int = 8, lr: float = 2e-4,
+                      seed: int = 0, threads: int = 1, grad_accum: int = 1, ckpt_every: int = 100,
+                      null_video_p: float = 0.1, minutes: float | None = None, bf16: bool = True,
+                      run_dir: Path | None = None, quiet: bool = False,
+                      transform: Any = None) -> dict[str, Any]:
+    """Train the branch of a bundle's network on ``source`` and write it into the bundle."""
+    bundle = Path(bundle)
+    net = MMAudio.from_pretrained(bundle / "transformer")
+    if torch.cuda.is_available() and os.environ.get("STEPFOLEY_DEVICE") == "cuda":
+        net = net.to("cuda")
+    cfg = RunConfig("guidance", steps, batch, lr, window=4.0, warmup=min(50, max(1, steps // 10)),
+                    minutes_cap=minutes, seed=seed, threads=threads, ckpt_every=ckpt_every,
+                    grad_accum=grad_accum, null_video_p=null_video_p, bf16=bf16)
+    cn, summary = train_branch(net, source, Path(run_dir or bundle / "_runs" / "guidance"), cfg, quiet=quiet,
+                               transform=transform)
+    record = {"data": source.identity(), "steps": steps, "seed": seed, "batch": batch,
+              "grad_accum": grad_accum, "lr": lr, "null_video_p": null_video_p,
+              "base_weights_sha256": bundle_identity(bundle)["weights"].get(
+                  "transformer/diffusion_pytorch_model.safetensors"),
+              "summary": summary}
+    if rank_and_world()[0] == 0:
+        write_branch(bundle, cn, record)
+    return {**summary, "record": record}
