@@ -42,7 +42,7 @@ RESIDUAL_MAX = 0.3
 ALPHA_DROP = 0.15
 EDGE = 4
 STILL = 0.6
-CHUNK = 4096  # frames per block of the vectorised scan
+CHUNK = 1024  # frames per block of the vectorised scan (temporaries ≤ 0.6 MB each)
 HALF_LENGTHS_S = (0.1, 0.16, 0.25, 0.4, 0.6, 1.0, 1.6)
 
 

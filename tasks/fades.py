@@ -26,8 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter
-
 from tasks.frame_stats import FrameSeries
 
 FLAT_STD = 6.0
@@ -56,7 +54,7 @@ class Fade:
         return self.in_end - self.flat_end
 
 
-CHUNK = 4096  # frames per block: temporaries stay small however long the video
+CHUNK = 1024  # frames per block: temporaries stay small however long the video
 
 
 def thumb_change(series: FrameSeries) -> np.ndarray:
@@ -82,6 +80,13 @@ def flat_colour(series: FrameSeries) -> np.ndarray:
     out[flat & (series.mean <= BLACK_MEAN)] = 1
     out[flat & (series.mean >= WHITE_MEAN)] = 2
     return out
+
+
+def _median3(x: np.ndarray) -> np.ndarray:
+    """3-tap running median, edges repeated (numpy only: scipy would cost ~20 MB to import)."""
+    p = np.concatenate([x[:1], x, x[-1:]])
+    a, b, c = p[:-2], p[1:-1], p[2:]
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def _walk(dist: np.ndarray, mean: np.ndarray, change: np.ndarray, start: int, step: int,
@@ -115,7 +120,7 @@ def find_fades(series: FrameSeries, fps: float) -> list[Fade]:
         return []
     colour = flat_colour(series)
     change = thumb_change(series)
-    mean = median_filter(series.mean.astype(np.float32), size=3, mode="nearest")
+    mean = _median3(series.mean.astype(np.float32))
     max_len = max(MIN_RAMP, int(round(MAX_RAMP_S * fps)))
     out: list[Fade] = []
     i = 0
