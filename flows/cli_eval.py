@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from flows.cli_params import ALPHA, BETA, STEPS
+from models.generation.guidance_settings import DEFAULT
 from tasks.config import ConfigError
 
 CTX = {"help_option_names": ["-h", "--help"]}
@@ -51,12 +53,12 @@ def register(cli: click.Group) -> None:
     @click.option("--seeds", help="Held-out FoleyWorld test seeds A:B (default: 40 scenes; --quick: 4).")
     @click.option("--methods", default="independent,negative_text,nag", show_default=True)
     @click.option("--betas", default="0,0.5,1,1.5,2,3", show_default=True, help="NAG β sweep.")
-    @click.option("--beta", type=float, default=1.5, show_default=True, help="β of the method comparison.")
-    @click.option("--alpha", type=float, default=4.5, show_default=True, help="CFG strength α.")
+    @click.option("--beta", type=BETA, default=DEFAULT.beta, show_default=True, help="β of the method comparison.")
+    @click.option("--alpha", type=ALPHA, default=DEFAULT.alpha, show_default=True, help="CFG strength α.")
     @click.option("--orders", default="descending,random,ascending", show_default=True,
                   help="Generation orders by salience; the first is the main one.")
     @click.option("--tracks", default="2..3", show_default=True, help="Sources per scene, N or A..B within 2..5.")
-    @click.option("--steps", type=click.IntRange(1), default=25, show_default=True, help="Euler steps.")
+    @click.option("--steps", type=STEPS, default=DEFAULT.steps, show_default=True, help="Euler steps.")
     @click.option("--no-yamnet", is_flag=True, help="Skip the independent YAMNet judge.")
     @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
     @click.option("--quick", is_flag=True, help="A small configuration that runs in a few minutes.")

@@ -7,6 +7,7 @@ import os
 import click
 
 from flows.cli_common import cli_settings
+from flows.cli_params import BETA, SEED
 
 
 def register(cli: click.Group) -> None:
@@ -43,8 +44,8 @@ def register(cli: click.Group) -> None:
     @click.argument("scene", type=int)
     @click.argument("track", type=int)
     @click.option("--prompt", help="New prompt text for this track.")
-    @click.option("--seed", type=int, help="Seed (default: a new derived seed).")
-    @click.option("--beta", type=float, help="NAG strength β.")
+    @click.option("--seed", type=SEED, help="Seed (default: a new derived seed).")
+    @click.option("--beta", type=BETA, help="NAG strength β.")
     @click.option("--delete", is_flag=True, help="Remove the track from the mix (kept in history).")
     @click.pass_context
     def regenerate(ctx: click.Context, asset: str, scene: int, track: int, prompt: str | None,

@@ -11,12 +11,15 @@ from typing import Any
 import click
 
 from flows.cli_common import cli_settings
+from flows.cli_params import ALPHA, BETA, SEED, STEPS
+from models.generation.guidance_settings import DEFAULT, MODES
 from tasks.library_fs import is_uri
 from tasks.media_paths import to_uri
 from tasks.warm_imports import import_pipeline_modules
 
 GEN_OPTIONS = [
-    click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+    # Resolved here: the run records it, and the dashboard serves outputs under it.
+    click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
                  help="Where output videos go (default: DATA_DIR/outputs)."),
     click.option("--prompts", "prompts_csv", type=click.Path(dir_okay=False, path_type=Path),
                  help="CSV of user prompts (asset path or sha256, [start, end], prompt, [order])."),
@@ -24,13 +27,13 @@ GEN_OPTIONS = [
                  help="User prompts extend (default) or replace the captioner's."),
     click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
                  help="Model bundle directory (default: the shipped foleyworld-tiny)."),
-    click.option("--alpha", type=float, help="Text/video guidance α (default 4.5)."),
-    click.option("--beta", type=float, help="Negative audio guidance β (default 1.5; 0 = CFG)."),
-    click.option("--steps", type=click.IntRange(1, 1000), help="Euler steps (default 25)."),
+    click.option("--alpha", type=ALPHA, help=f"Text/video guidance α (default {DEFAULT.alpha:g})."),
+    click.option("--beta", type=BETA,
+                 help=f"Negative audio guidance β (default {DEFAULT.beta:g}; 0 = CFG)."),
+    click.option("--steps", type=STEPS, help=f"Euler steps (default {DEFAULT.steps})."),
     click.option("--tracks", type=click.IntRange(1, 16), help="Tracks per scene, K (default 5)."),
-    click.option("--seed", type=int, help="Base seed mixed into every derived seed (default 0)."),
-    click.option("--mode", type=click.Choice(["nag", "independent", "negative_text"]),
-                 help="Generation mode (default nag)."),
+    click.option("--seed", type=SEED, help="Base seed mixed into every derived seed (default 0)."),
+    click.option("--mode", type=click.Choice(MODES), help=f"Generation mode (default {DEFAULT.mode})."),
     click.option("--container", type=click.Choice(["mkv", "mp4", "mov"]),
                  help="Output container (default mkv: stems inside; mp4: stems as sidecars)."),
     click.option("--concurrency", type=click.IntRange(1, 64), help="Assets in parallel (default 1)."),

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import runs, stages
+from tasks.regenerate import check_take
 from tasks.prefect_tasks import mix_asset_task, mux_asset_task, regenerate_task
 from tasks.warm_imports import import_pipeline_modules
 
@@ -19,6 +20,9 @@ def regenerate_track(asset: str, scene: int, track: int, prompt: str | None = No
     """The review loop: a new version of track ``track`` of shot ``scene`` against the others."""
     import_pipeline_modules()  # the dashboard runs this flow on job threads (#21)
     s = runs.resolve_settings(settings)
+    # 0. the operator's values, checked before anything starts
+    take = check_take(runs.as_settings(s), prompt=prompt, seed=seed, beta=beta)
+    prompt, seed, beta = take.prompt, take.seed, take.beta
     # 1. provenance: a run of kind "regenerate" with the operator's parameters
     run_id = runs.start_run("regenerate", {"asset": asset, "scene": scene, "track": track,
                                            "prompt": prompt, "seed": seed, "beta": beta,

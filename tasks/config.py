@@ -11,7 +11,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+from models.generation.guidance_settings import DEFAULT as GUIDANCE_DEFAULT, GuidanceError, \
+    GuidanceSettings, check_alpha, check_beta, check_choice, check_float, check_int, check_mode, \
+    check_seed, check_steps
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = PACKAGE_ROOT / "models" / "weights" / "foleyworld-tiny"
@@ -28,12 +32,12 @@ class Settings:
     data_dir: Path = Path("stepfoley-data")
     database_url: str | None = None
     bundle: Path = DEFAULT_BUNDLE
-    alpha: float = 4.5
-    beta: float = 1.5
-    steps: int = 25
+    alpha: float = GUIDANCE_DEFAULT.alpha
+    beta: float = GUIDANCE_DEFAULT.beta
+    steps: int = GUIDANCE_DEFAULT.steps
     tracks: int = 5
     seed: int = 0
-    mode: str = "nag"
+    mode: str = GUIDANCE_DEFAULT.mode
     container: str = "mkv"
     target_lufs: float = -20.0
     window_s: float = 8.0
@@ -53,6 +57,16 @@ class Settings:
     gpu_deployment: str | None = None
     out_dir: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every way of building settings (load_settings, a flow's JSON, dataclasses.replace)
+        # passes here, so no out-of-range value reaches a run.
+        for name, value in _checked(self).items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def guidance(self) -> GuidanceSettings:
+        return GuidanceSettings(alpha=self.alpha, beta=self.beta, steps=self.steps, mode=self.mode)
 
     @property
     def db_url(self) -> str:
@@ -118,19 +132,25 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     """Build settings from defaults, then the environment, then explicit overrides."""
     env = os.environ if environ is None else environ
     base = Settings()
+    names = [f.name for f in fields(Settings) if f.name != "extra"]
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        if f.name == "extra":
-            continue
-        raw = env.get(_ENV_PREFIX + f.name.upper())
+    origin: dict[str, str] = {}  # where a value came from, for the error message
+    for name in names:
+        raw = env.get(_ENV_PREFIX + name.upper())
         if raw not in (None, ""):
-            values[f.name] = _coerce(f.name, raw, getattr(base, f.name))
+            values[name] = _coerce(name, raw, getattr(base, name))
+            origin[name] = f"{_ENV_PREFIX}{name.upper()}={raw!r}: "
+    unknown = sorted(str(k) for k in (overrides or {}) if k not in names)
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)} (known: {', '.join(sorted(names))})")
     for key, val in (overrides or {}).items():
         if val is not None:
-            values[key] = Path(val) if key in _PATHS else val
-    settings = replace(base, **values)
-    validate(settings)
-    return settings
+            values[key] = Path(val) if key in _PATHS and isinstance(val, (str, os.PathLike)) else val
+            origin.pop(key, None)
+    try:
+        return replace(base, **values)
+    except SettingError as exc:
+        raise ConfigError(origin.get(exc.field, "") + str(exc)) from None
 
 
 def settings_from_json(data: Mapping[str, Any] | None) -> Settings:
@@ -143,15 +163,49 @@ def settings_from_json(data: Mapping[str, Any] | None) -> Settings:
     return load_settings(data)
 
 
+class SettingError(ConfigError):
+    """One setting out of its range; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# The guidance ranges live in models.generation.guidance_settings; the others here.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "alpha": check_alpha, "beta": check_beta, "steps": check_steps, "seed": check_seed,
+    "mode": check_mode,
+    "tracks": lambda v: check_int(v, "tracks", 1, 16),
+    "container": lambda v: check_choice(v, "container", ("mkv", "mp4", "mov")),
+    "prompts_mode": lambda v: check_choice(v, "prompts_mode", ("replace", "extend")),
+    "target_lufs": lambda v: check_float(v, "target_lufs", -70.0, 0.0),
+    "window_s": lambda v: check_float(v, "window_s", 0.5, 600.0),
+    "overlap_s": lambda v: check_float(v, "overlap_s", 0.0, 60.0),
+    "min_shot_s": lambda v: check_float(v, "min_shot_s", 0.0, 3600.0),
+    "threads": lambda v: check_int(v, "threads", 1, 1024),
+    "concurrency": lambda v: check_int(v, "concurrency", 1, 64),
+    "claim_ttl_s": lambda v: check_float(v, "claim_ttl_s", 0.1, 7 * 86400.0),
+    "db_reconnect_s": lambda v: check_float(v, "db_reconnect_s", 0.0, 86400.0),
+}
+
+
+def _checked(s: Settings) -> dict[str, Any]:
+    """The settings' checked values, normalised to their declared types ("1.5" → 1.5)."""
+    out: dict[str, Any] = {}
+    for name, check in _CHECKS.items():
+        try:
+            out[name] = check(getattr(s, name))
+        except GuidanceError as exc:
+            raise SettingError(name, str(exc)) from None
+    if out["overlap_s"] >= out["window_s"]:
+        raise SettingError("overlap_s", f"overlap_s ({out['overlap_s']:g} s) must be shorter than "
+                                        f"window_s ({out['window_s']:g} s)")
+    return out
+
+
 def validate(s: Settings) -> None:
-    if s.mode not in {"nag", "independent", "negative_text"}:
-        raise ConfigError(f"mode must be nag, independent or negative_text, not {s.mode!r}")
-    if s.container not in {"mkv", "mp4", "mov"}:
-        raise ConfigError(f"container must be mkv, mp4 or mov, not {s.container!r}")
-    if s.steps < 1 or s.tracks < 1:
-        raise ConfigError("steps and tracks must be at least 1")
-    if s.prompts_mode not in {"replace", "extend"}:
-        raise ConfigError(f"prompts mode must be replace or extend, not {s.prompts_mode!r}")
+    """Raise ConfigError (one line, naming the setting) unless every value is in range."""
+    _checked(s)
 
 
 def ensure_data_dir(s: Settings) -> None:

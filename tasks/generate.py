@@ -167,8 +167,8 @@ def generate_take(bundle: LoadedBundle, s: Settings, job: dict[str, Any],
     out = bundle.pipe.generate_track(
         video=video, duration=window_duration(job), prompt=text, negative_audio=negative,
         negative_prompts=earlier_prompts, alpha=s.alpha,
-        beta=s.beta if s.mode == "nag" else 0.0, num_inference_steps=s.steps, mode=s.mode,
-        seed=seed)
+        # β as set: the pipeline applies it only in nag mode with negatives (effective_beta)
+        beta=s.beta, num_inference_steps=s.steps, mode=s.mode, seed=seed)
     wall = time.perf_counter() - t0
     path = stem_path(s, job, order, version)
     sha = write_flac_atomic(path, out.waveform, bundle.sample_rate)

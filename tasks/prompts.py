@@ -94,6 +94,8 @@ class UserPrompt:
 
 MAX_ORDER = 1000  # a rank among a scene's prompts; more than the tracks anyone generates
 
+MAX_ORDER = 1000  # a rank among a scene's prompts; more than the tracks anyone generates
+
 _HEADER_ALIASES = {
     "asset": "asset", "path": "asset", "file": "asset", "video": "asset", "sha256": "asset", "sha": "asset",
     "asset_path": "asset", "start": "start", "start_s": "start", "start_seconds": "start", "end": "end",
@@ -183,6 +185,8 @@ def read_prompts_csv(path: str | Path) -> list[UserPrompt]:
                 order = int(order_raw)
             except ValueError:
                 raise PromptsFileError(f"{where}: order {order_raw!r} is not an integer") from None
+            if not 1 <= order <= MAX_ORDER:
+                raise PromptsFileError(f"{where}: order {order_raw!r} must be in 1..{MAX_ORDER} (1 = first)")
             if not 1 <= order <= MAX_ORDER:
                 raise PromptsFileError(f"{where}: order {order_raw!r} must be in 1..{MAX_ORDER} (1 = first)")
         out.append(UserPrompt(asset, _clean_user_prompt(rec.get("prompt", ""), where), start, end, order, where))

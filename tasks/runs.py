@@ -12,7 +12,6 @@ database connection is lost (these run in flow code, outside the tasks' retry po
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import socket
@@ -27,6 +26,7 @@ from sql import repository
 from sql.claims import claim_asset, release_claim, renew_claim, steal_claim
 from sql.session import session_scope
 from tasks.config import Settings, load_settings, settings_from_json
+from tasks.database import migrated_engine
 from tasks.policy import retry_db
 
 
@@ -41,16 +41,9 @@ def as_settings(settings: Mapping[str, Any] | Settings) -> Settings:
     return settings if isinstance(settings, Settings) else settings_from_json(settings)
 
 
-@functools.lru_cache(maxsize=8)
-def _engine(url: str) -> Engine:
-    from tasks.database import open_database
-
-    return open_database(load_settings({"database_url": url}), migrate=True)
-
-
 def engine_for(settings: Mapping[str, Any] | Settings) -> Engine:
     """The migrated engine of the settings' database (one per URL per process)."""
-    return _engine(as_settings(settings).db_url)
+    return migrated_engine(as_settings(settings))
 
 
 def session(settings: Mapping[str, Any] | Settings):  # type: ignore[no-untyped-def]

@@ -36,11 +36,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from models.generation.guidance_settings import DEFAULT, ORDERS, check_alpha, check_beta, check_mode, \
+    check_order, check_steps
 from models.training import foleyworld as fw
 from models.evaluation.metrics import class_set_recall, cosine100
 
-METHODS = ("independent", "negative_text", "nag")
-ORDERS = ("descending", "random", "ascending")
+METHODS = ("independent", "negative_text", "nag")  # the guidance modes, in the report's order
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,9 @@ class EvalConfig:
     betas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
     orders: tuple[str, ...] = ORDERS
     tracks: tuple[int, int] = (2, 3)
-    steps: int = 25
-    alpha: float = 4.5
-    beta: float = 1.5
+    steps: int = DEFAULT.steps
+    alpha: float = DEFAULT.alpha
+    beta: float = DEFAULT.beta
     yamnet: bool = True
     threads: int = 1
 
@@ -78,17 +79,19 @@ class EvalConfig:
         if self.seeds.start not in test or (self.seeds.stop - 1) not in test:
             raise ValueError(f"seeds {self.seeds.start}:{self.seeds.stop} are not inside the held-out test "
                              f"split {test.start}:{test.stop} (training and evaluator seeds are never evaluated)")
+        # The ranges of the guidance settings' one home (GuidanceError is a ValueError).
         for m in self.methods:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+            check_mode(m, "method")
         for o in self.orders:
-            if o not in ORDERS:
-                raise ValueError(f"unknown order {o!r}; choose from {', '.join(ORDERS)}")
+            check_order(o, "order")
+        check_alpha(self.alpha)
+        check_beta(self.beta)
+        check_steps(self.steps)
+        for b in self.betas:
+            check_beta(b, "betas")
         lo, hi = self.tracks
         if not 2 <= lo <= hi <= 5:
             raise ValueError("tracks must be a range within 2..5")
-        if any(b < 0 for b in self.betas):
-            raise ValueError("β must be ≥ 0")
 
     def conditions(self) -> list[Condition]:
         """Method comparison (descending order, β of the config), β sweep, order ablation."""
@@ -234,7 +237,7 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
                         video, 8.0, prompt,
                         negative_audio=earlier if cond.method == "nag" else None,
                         negative_prompts=[spec.captions[j] for j in order[:k]] if cond.method == "negative_text" else (),
-                        alpha=cfg.alpha, beta=cond.beta if cond.method == "nag" else 0.0,
+                        alpha=cfg.alpha, beta=cond.beta,
                         num_inference_steps=cfg.steps,
                         mode=cond.method, seed=seed)
                     gen_s += time.time() - t

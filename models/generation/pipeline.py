@@ -36,11 +36,11 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from models.generation.controlnet import AudioControlNet
+from models.generation.guidance_settings import DEFAULT, GuidanceSettings
 from models.generation.mmaudio import MMAudio, PreprocessedConditions
 from models.generation.nag import nag_velocity
 from models.generation.sampling import euler_sample, initial_noise
 
-MODES = ("nag", "independent", "negative_text")
 SYNC_SEGMENT_S = 1.0 / 3.0  # 8 sync tokens at 24/s
 EXPECTED_LAYOUT = (
     "a local bundle directory: model_index.json plus one subfolder per component — transformer/ "
@@ -209,12 +209,13 @@ class StepByStepV2APipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ sampling on features
     @torch.no_grad()
     def generate_latent(self, clip_f: torch.Tensor, sync_f: torch.Tensor, text_f: torch.Tensor,
-                        num_latent_frames: int, generator: torch.Generator, alpha: float = 4.5,
-                        beta: float = 0.0, num_inference_steps: int = 25,
+                        num_latent_frames: int, generator: torch.Generator, alpha: float,
+                        beta: float, num_inference_steps: int,
                         negative_latent: torch.Tensor | None = None,
                         negative_text_f: torch.Tensor | None = None) -> torch.Tensor:
         """The ODE on precomputed features (batch B): CFG, CFG with negative text, or NAG.
 
+        ``beta`` is the effective β (``guidance_settings.effective_beta``: 0 without negatives);
         β ≠ 0 needs ``negative_latent [B, N, latent_dim]`` and a controlnet. Conditioning is
         computed here once; every step is one batched forward of 2·B (CFG) or 3·B (NAG) rows."""
         tr = self.transformer
@@ -250,12 +251,11 @@ class StepByStepV2APipeline(DiffusionPipeline):
     @torch.no_grad()
     def generate_track(self, video: dict[str, Any] | None, duration: float, prompt: str,
                        negative_audio: np.ndarray | None = None, negative_prompts: Sequence[str] = (),
-                       alpha: float = 4.5, beta: float = 1.5, num_inference_steps: int = 25,
-                       mode: str = "nag", seed: int = 0,
+                       alpha: float = DEFAULT.alpha, beta: float = DEFAULT.beta,
+                       num_inference_steps: int = DEFAULT.steps, mode: str = DEFAULT.mode, seed: int = 0,
                        negative_sources: Sequence[str] | None = None) -> TrackResult:
         """One track against ``negative_audio`` (the audio that already exists, or None)."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        guidance = GuidanceSettings(alpha=alpha, beta=beta, steps=num_inference_steps, mode=mode)
         if mode == "nag" and self.controlnet is None:
             # Refused from the first track on, never downgraded to CFG.
             raise ValueError("this bundle has no controlnet (guidance model u_ψ): mode 'nag' needs one; "
@@ -265,14 +265,13 @@ class StepByStepV2APipeline(DiffusionPipeline):
         clip_f, sync_f = self.encode_video(video, d)
         text_f = self.encode_text([prompt])
         neg_latent = neg_text = None
-        eff_beta = 0.0
+        eff_beta = guidance.effective_beta(has_negatives=negative_audio is not None)
         negatives: list[str] = []
-        if mode == "nag" and negative_audio is not None and beta != 0.0:
+        if eff_beta != 0.0:
             if self.controlnet is None:
                 raise ValueError("this bundle has no controlnet (guidance model u_ψ): NAG needs one; "
                                  "use mode='independent' or 'negative_text', or beta=0")
             neg_latent = self.encode_audio(negative_audio, d)
-            eff_beta = float(beta)
             negatives = list(negative_sources) if negative_sources is not None else ["negative_audio"]
         elif mode == "negative_text" and negative_prompts:
             negatives = list(negative_prompts)
@@ -293,8 +292,9 @@ class StepByStepV2APipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ all tracks of a window
     @torch.no_grad()
     def __call__(self, video: dict[str, Any] | None = None, duration: float = 8.0, prompts: Sequence[str] = (),
-                 negative_audio: np.ndarray | None = None, alpha: float = 4.5, beta: float = 1.5,
-                 num_inference_steps: int = 25, mode: str = "nag", generator: torch.Generator | None = None,
+                 negative_audio: np.ndarray | None = None, alpha: float = DEFAULT.alpha,
+                 beta: float = DEFAULT.beta, num_inference_steps: int = DEFAULT.steps,
+                 mode: str = DEFAULT.mode, generator: torch.Generator | None = None,
                  seeds: Sequence[int] | None = None) -> StepByStepOutput:
         """Generate ``prompts`` in order; track k is guided away from negative_audio + tracks < k.
 
