@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from models.training import foleyworld as fw  # noqa: E402
 from models.generation.bundle import load_bundle  # noqa: E402
-from models.training.train import build_bank, crop_window, text_features  # noqa: E402
+from models.training.bundle_recipes import text_features  # noqa: E402
+from models.training.scene_bank import build_bank, crop_window  # noqa: E402
 
 T_VALUES = (0.2, 0.5, 0.8)
 

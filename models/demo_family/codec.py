@@ -47,8 +47,8 @@ so decoding is deterministic. Output length is T · k · hop samples.
 ``griffin_lim_oversample`` o > 1 runs Griffin-Lim at hop / o instead, on magnitudes linearly
 interpolated between analysis frames (87.5 % overlap at o = 4). Which is better depends on the
 analysis, so the class default (MMAudio's 1024/512 layout) keeps o = 4 and the shipped analysis
-(``models.training.train.CODEC_ANALYSIS``) sets o = 1. Judged on the held-out FoleyWorld sources
-(``benchmarks/codec_ceiling.py``, n = 44, ground truth 95 %):
+(``models.training.bundle_recipes.CODEC_ANALYSIS``) sets o = 1. Judged on the held-out FoleyWorld
+sources (``benchmarks/codec_ceiling.py``, n = 44, ground truth 95 %):
 
 * n_fft 512 / hop 256 (shipped): o = 1 91 %, o = 4 86 %. The interpolation smears onsets:
   between a silent frame and an onset frame it asks for half the onset's magnitude *before* it,

@@ -1,8 +1,8 @@
 """Training the FoleyWorld captioner (the inference half is models/prompting/captioner.py).
 
 The shared pieces of the two FoleyWorld prompting trainers live here too (the scorer's trainer,
-models/training/scorer_train.py, uses them): per-step generators, split seeds, keyframe banks
-of FoleyWorld scenes, caption paraphrases.
+models/training/scorer_train.py, uses them): split seeds, keyframe banks of FoleyWorld scenes,
+caption paraphrases. Per-step randomness comes from models/training/trainer.py's generators.
 """
 
 from __future__ import annotations
@@ -26,12 +26,7 @@ from models.prompting.captioner import (CAPTIONER_META, SEPARATOR, Captioner, Fo
 from models.prompting.prompt_text import DEFAULT_K
 from models.prompting.scorer_audio import log_mel_16k
 from models.training import foleyworld as fw
-
-def step_generator(seed: int, tag: str, step: int) -> torch.Generator:
-    """Independent, reproducible randomness per (seed, purpose, step): a resumed run draws
-    exactly what an uninterrupted one would."""
-    t = sum((i + 1) * ord(c) for i, c in enumerate(tag))
-    return torch.Generator().manual_seed((seed * 1_000_003 + t * 7919 + step) % (2**63 - 1))
+from models.training.trainer import step_generator
 
 
 def split_seeds(split: Any, limit: int | None = None) -> list[int]:

@@ -13,7 +13,7 @@ steer from x̃ alone, which NAG uses when the video says little). Pairs come fro
 (models/training/guidance_sources.py): extracted shards of real footage, or the demo's
 FoleyWorld scenes. The loop (AdamW, warm-up + cosine decay, gradient clipping, EMA, bf16
 autocast, gradient accumulation, data parallel over ranks, checkpoints every N steps and on
-SIGTERM, exact resume) is the shared ``Trainer`` (models/training/train.py).
+SIGTERM, exact resume) is the shared ``Trainer`` (models/training/trainer.py).
 
 The result is the bundle's ``controlnet/`` component, written into the bundle atomically (a
 temp directory renamed over the old one) with ``training.json``: the data's identity (listing
@@ -35,7 +35,8 @@ from models.generation.controlnet import AudioControlNet
 from models.generation.mmaudio import MMAudio
 from models.training.distributed import rank_and_world
 from models.training.guidance_sources import PairBatch, PairSource
-from models.training.train import RunConfig, Trainer, flow_matching_loss, null_fill, set_determinism
+from models.training.flow_matching import flow_matching_loss, null_fill
+from models.training.trainer import RunConfig, Trainer, set_determinism
 
 TRAINING_RECORD = "training.json"
 

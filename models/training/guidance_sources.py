@@ -11,7 +11,7 @@ multi-process run draws exactly what an uninterrupted single-process run would.
   Clips are read lazily from the memory-mapped shards, never all loaded. Held-out clips (a
   stable hash of their key) are kept for the validation probe. Each rank of a multi-process
   run draws from its own 1/world of the training clips (``rank``, ``world``).
-- ``FoleyWorldPairs`` (models/training/train.py builds it): the demo's procedural scenes, 4 s
+- ``FoleyWorldPairs`` (models/training/bundle_recipes.py builds it): the demo's procedural scenes, 4 s
   halves of 8 s scenes.
 """
 

@@ -18,7 +18,8 @@ from models.prompting.scorer import (FoleyScorer, FoleyScorerConfig, FoleyScorer
                                      AUDIO_SR, build_text_tokenizer, encode_text)
 from models.training import foleyworld as fw
 from models.training.captioner_train import (all_captions, bank_mosaics, foleyworld_bank, sample_caption,
-                                             scene_sample_rate, scene_sources, split_seeds, step_generator)
+                                             scene_sample_rate, scene_sources, split_seeds)
+from models.training.trainer import step_generator
 
 def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, threads: int = 2,
                  n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.demo_family.codec import MelCodec
-from models.training.train import CODEC_ANALYSIS, CODEC_LOG_FLOOR
+from models.training.bundle_recipes import CODEC_ANALYSIS, CODEC_LOG_FLOOR
 
 
 def _test_signal(seconds: float = 4.0, seed: int = 0) -> torch.Tensor:

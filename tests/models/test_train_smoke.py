@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.train import train_base, train_guidance
+from models.training.bundle_recipes import train_base, train_guidance
 
 
 def _losses(run_log: Path) -> list[float]:
