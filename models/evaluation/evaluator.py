@@ -139,11 +139,11 @@ def _colour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     ``y = x + a·(x − x[n−1])`` with ``a ∈ [−0.6, 0.6]`` (first difference boosts highs, its
     negative is a gentle low-pass), then a random speed/pitch change of ±1.5 semitones
-    (``foleyworld._pitch``), cropped/padded back to the input length.
+    (``foleyworld.pitch_shift``), cropped/padded back to the input length.
     """
     a = rng.uniform(-0.6, 0.6)
     y = x + a * np.diff(x, prepend=x[:1])
-    y = fw._pitch(y, rng.uniform(-1.5, 1.5))
+    y = fw.pitch_shift(y, rng.uniform(-1.5, 1.5))
     n = len(x)
     return (y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))).astype(np.float32)
 

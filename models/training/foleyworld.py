@@ -162,7 +162,7 @@ def snippets(cls: str, group: str, length_s: float) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def _pitch(x: np.ndarray, semitones: float) -> np.ndarray:
+def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
     """Resample by 2^(s/12): pitch and speed together, as a tape would."""
     r = 2.0 ** (semitones / 12.0)
     idx = np.arange(0, len(x) - 1, r)
@@ -191,13 +191,13 @@ def _event_sound(cls: str, group: str, rng: np.random.Generator) -> np.ndarray:
     length = {"dog": 0.45, "footsteps": 0.25, "clock": 0.09, "rooster": 1.4}[cls]
     cuts = snippets(cls, group, length)
     base = cuts[int(rng.integers(len(cuts)))]
-    return _pitch(base, rng.uniform(-2, 2))
+    return pitch_shift(base, rng.uniform(-2, 2))
 
 
 def _loop(cls: str, group: str, n: int, rng: np.random.Generator) -> np.ndarray:
     recs = recordings(cls, group)
     x = recs[int(rng.integers(len(recs)))]
-    x = _pitch(x, rng.uniform(-1.5, 1.5))
+    x = pitch_shift(x, rng.uniform(-1.5, 1.5))
     reps = int(np.ceil(n / len(x))) + 1
     y = np.tile(x, reps)
     start = int(rng.integers(len(x)))
