@@ -12,13 +12,14 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from models.prompting.bundle_clip_scorer import clip_image_size, is_mmaudio_bundle
 from models.prompting.captioner import Caption
 from tasks.audio import original_audio
 from tasks.config import ConfigError, Settings
 from tasks.frames import read_frames
 from tasks.media_paths import from_uri
-from tasks.prompts import ScenePrompts, finish_scene_prompts, read_prompts_csv, read_sidecar, \
-    scene_prompts, user_prompts_for_scene
+from tasks.prompts import ScenePrompts, finish_scene_prompts, load_scene_scorer, read_prompts_csv, \
+    read_sidecar, scene_prompts, user_prompts_for_scene
 from tasks.seeds import derive_seed
 
 KEYFRAME_FPS = 4.0
@@ -49,23 +50,27 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
     if not (bundle / "captioner").is_dir() and not rows:
         raise ConfigError(f"bundle {bundle} has no captioner/ and no user prompts were given "
                           "(--prompts FILE.csv or a <video>.prompts.txt sidecar)")
+    # The scorer: the demo bundle's scorer/, else an MMAudio-family bundle's own CLIP (read at
+    # its input size, 384 for DFN5B, rather than the demo's 64 px keyframes).
+    scorer_dir = bundle if (bundle / "scorer").is_dir() or is_mmaudio_bundle(bundle) else None
+    keyframe_size = max(KEYFRAME_SIZE, clip_image_size(bundle) or 0)
     shots: dict[int, tuple[float, float]] = {}
     for w in windows:
         shots.setdefault(w["scene_index"], (w["shot_start_s"], w["shot_end_s"]))
     out: dict[int, ScenePrompts] = {}
     for idx, (a, b) in sorted(shots.items()):
-        frames = read_frames(fs_path, a, b, {"fps": KEYFRAME_FPS, "size": KEYFRAME_SIZE, "crop": "resize"})
+        frames = read_frames(fs_path, a, b, {"fps": KEYFRAME_FPS, "size": keyframe_size, "crop": "resize"})
         audio = original_audio(fs_path, a, b, AUDIO_RATE)
         users = user_prompts_for_scene(rows, fs_path, sha256, a, b)
         seed = derive_seed(sha256, idx, 0, 0, "captioner", settings.generation_hash(), settings.seed)
         captioner_dir = bundle if (bundle / "captioner").is_dir() else None
         if captioner_dir is None:
             out[idx] = finish_scene_prompts(Caption([], "", [], {"backend": "none"}), frames,
-                                            k=settings.tracks, user_prompts=users,
-                                            mode="replace")
+                                            k=settings.tracks, user_prompts=users, mode="replace",
+                                            scorer=load_scene_scorer(str(scorer_dir), settings.device)
+                                            if scorer_dir else None)
             continue
-        out[idx] = scene_prompts(frames, captioner_dir,
-                                 bundle if (bundle / "scorer").is_dir() else None,
+        out[idx] = scene_prompts(frames, captioner_dir, scorer_dir,
                                  k=settings.tracks, seed=seed % (2**31), original_audio=audio,
                                  sample_rate=AUDIO_RATE, user_prompts=users,
                                  mode=settings.prompts_mode, device=settings.device)

@@ -5,8 +5,12 @@ For a scene (one shot; all its windows share the list, so a long shot keeps its 
 1. caption — the captioner (a VLM from a local dir, or the bundle's FoleyWorld captioner)
    proposes up to ``k + spare`` prompts from keyframes spread over the scene, already cleaned
    by ``models.prompting.prompt_text``;
-2. order — descending text–video similarity from the scorer (the bundle's, or a CLIP from a
-   local dir); ties keep the captioner's order; the score is recorded per prompt;
+2. order — descending text–video similarity from the scorer (the demo bundle's FoleyScorer,
+   an MMAudio-family bundle's own CLIP towers, or a CLIP from a local dir); ties keep the
+   captioner's order; the score is recorded per prompt. Proposals must be well formed
+   (``prompt_text.form_problem``: a repeated phrase is collapsed, a truncated one dropped) and
+   name different sounds, judged by meaning with the scorer's text tower
+   (``prompt_meaning.distinct_by_meaning``): of two paraphrases the more salient stays;
 3. already there — when the scene has original audio, prompts whose sound it already has are
    dropped: the bundle scorer's audio-presence probability ≥ ``presence_threshold``, YAMNet's
    class score ≥ ``yamnet_threshold`` (real footage), silero-vad's speech fraction ≥
@@ -36,7 +40,8 @@ import numpy as np
 
 from models.prompting.audio_taggers import default_taggers
 from models.prompting.captioner import load_captioner
-from models.prompting.prompt_text import is_near_duplicate
+from models.prompting.prompt_meaning import distinct_by_meaning
+from models.prompting.prompt_text import collapse_repeats, form_problem, is_near_duplicate
 from models.prompting.scorer import load_scorer, order_by_score
 from tasks.config import ConfigError
 from tasks.library_files import SIDECAR_SUFFIX
@@ -91,8 +96,6 @@ class UserPrompt:
         parts = tuple(x for x in k.parts if x not in (".", ""))
         return bool(parts) and p.absolute().parts[-len(parts):] == parts
 
-
-MAX_ORDER = 1000  # a rank among a scene's prompts; more than the tracks anyone generates
 
 MAX_ORDER = 1000  # a rank among a scene's prompts; more than the tracks anyone generates
 
@@ -187,8 +190,6 @@ def read_prompts_csv(path: str | Path) -> list[UserPrompt]:
                 raise PromptsFileError(f"{where}: order {order_raw!r} is not an integer") from None
             if not 1 <= order <= MAX_ORDER:
                 raise PromptsFileError(f"{where}: order {order_raw!r} must be in 1..{MAX_ORDER} (1 = first)")
-            if not 1 <= order <= MAX_ORDER:
-                raise PromptsFileError(f"{where}: order {order_raw!r} must be in 1..{MAX_ORDER} (1 = first)")
         out.append(UserPrompt(asset, _clean_user_prompt(rec.get("prompt", ""), where), start, end, order, where))
     return out
 
@@ -255,7 +256,7 @@ class ScenePrompt:
 class DroppedPrompt:
     text: str
     reason: str
-    stage: str  # "clean" | "present" | "limit" | "replaced"
+    stage: str  # "clean" | "same" (same sound as a kept prompt) | "present" | "limit" | "replaced"
 
 
 @dataclass
@@ -281,7 +282,8 @@ class ScenePrompts:
         then what was left out and why."""
         lines = [f"{p.order}. {p.text}" + (f"  ({p.score:.3f})" if p.score is not None else "")
                  + (f"  [{p.source}]" if p.source != "captioner" else "") for p in self.prompts]
-        lines += [f"   dropped: {d.text} — {d.reason}" for d in self.dropped if d.stage in ("present", "limit")]
+        lines += [f"   dropped: {d.text} — {d.reason}" for d in self.dropped
+                  if d.stage in ("same", "present", "limit")]
         lines += [f"   note: {n}" for n in self.notes]
         return lines
 
@@ -334,7 +336,16 @@ def finish_scene_prompts(caption: Any, frames: np.ndarray, *, k: int = 5, scorer
     result = ScenePrompts(prompts=[], raw_text=caption.raw_text, captioner=dict(caption.settings),
                           scorer=getattr(scorer, "name", None))
     result.dropped += [DroppedPrompt(t, r, "clean") for t, r in caption.dropped]
-    proposed = list(caption.prompts)
+    proposed = []
+    for p in caption.prompts:  # whichever captioner proposed them: well formed or left out
+        fixed = collapse_repeats(p)
+        if fixed != p:
+            result.dropped.append(DroppedPrompt(p, f"repeated phrase, kept as {fixed!r}", "clean"))
+        problem = form_problem(fixed)
+        if problem is None:
+            proposed.append(fixed)
+        else:
+            result.dropped.append(DroppedPrompt(fixed, f"not well formed: {problem}", "clean"))
     if mode == "replace" and user_prompts:
         result.dropped += [DroppedPrompt(p, "replaced by user prompts", "replaced") for p in proposed]
         proposed = []
@@ -344,6 +355,10 @@ def finish_scene_prompts(caption: Any, frames: np.ndarray, *, k: int = 5, scorer
         texts = proposed + [u.prompt for u in user_prompts]
         scores = dict(zip(texts, scorer.score(frames, texts))) if texts else {}
         proposed = [p for p, _ in order_by_score(proposed, [scores[p] for p in proposed])]
+    if proposed and hasattr(scorer, "embed_text"):
+        # One track per sound: paraphrases of a more salient (or a user's) prompt go.
+        proposed, same = distinct_by_meaning(proposed, scorer, fixed=[u.prompt for u in user_prompts])
+        result.dropped += [DroppedPrompt(d.prompt, d.reason, "same") for d in same]
 
     if proposed and original_audio is not None and sample_rate:
         if is_silent(original_audio):
@@ -390,6 +405,12 @@ def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, see
 def load_prompt_models(captioner_dir: str, scorer_dir: str | None, device: str) -> tuple[Any, Any]:
     """Captioner and scorer loaded once per worker process."""
     return load_captioner(captioner_dir, device=device), (load_scorer(scorer_dir, device=device) if scorer_dir else None)
+
+
+@loaded_once(maxsize=2)
+def load_scene_scorer(scorer_dir: str, device: str) -> Any:
+    """The scorer alone (a bundle without a captioner still orders and records user prompts)."""
+    return load_scorer(scorer_dir, device=device)
 
 
 @loaded_once(maxsize=1)

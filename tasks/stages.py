@@ -161,7 +161,7 @@ def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
                                     source=p.source, score=p.score, captioner_id=captioner_id)
                 kept.append({"id": row["id"], "order": p.order, "text": p.text})
             for i, d in enumerate(proposal.dropped):
-                if d.stage in ("present", "limit", "replaced"):
+                if d.stage in ("same", "present", "limit", "replaced"):
                     upsert_prompt(db, scene_id=w["scene_id"], order=1000 + i, text=d.text,
                                   source="captioner", dropped=True, drop_reason=d.reason,
                                   captioner_id=captioner_id)

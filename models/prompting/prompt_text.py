@@ -11,11 +11,23 @@ all distinct. ``clean_prompts`` turns any string into such a list:
 3. drop chatter (preambles, offers, sentences in the first/second person) and non-sounds
    (a purely visual phrase such as "a beautiful sunset"),
 4. cut over-long items at a clause boundary, then to ``max_words`` words,
+4b. repair a repeated phrase ("A clock ticks clock ticks" → "A clock ticks": a decoder stuck
+    in a loop), then drop what is not well formed (``form_problem``): no content word, a
+    dangling last word ("A dog barks at the"), or no sound-making subject ("A crackling",
+    "Ticking": a participle or adjective with the noun that makes the sound cut off),
 5. drop duplicates and near-duplicates (same normalised words, or string similarity ≥ 0.85
    / word overlap ≥ 0.8 after normalisation), keeping the first (most salient) one,
 6. keep the first ``k``.
 
 It never raises on any input and never returns an empty string (hypothesis-tested).
+
+Step 5 is a string test; whether two prompts name the same sound ("A clock ticking steadily" /
+"A clock ticks", "A crackling fire" / "Fire crackles") is judged by meaning, with the bundle's
+text encoder, in ``models.prompting.prompt_meaning``.
+
+A subject is "noun-like" when it is a content word that is not an adverb (-ly), a participle
+(-ing / -ed, minus nouns such as "string" or "shed") or a manner adjective ("loud", "steady").
+Crude without a tagger, but it only has to catch truncations; every FoleyWorld caption passes.
 """
 
 from __future__ import annotations
@@ -85,6 +97,16 @@ _LABEL = re.compile(
 )
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _STOP = frozenset("a an the of and with in on at to from by its their his her some".split())
+# A prompt ending in one of these was cut off mid-phrase ("A dog barks at the").
+_DANGLING = frozenset("a an the of and or with at to from into onto while as for "
+                      "its their his her some this that very".split())
+# Manner adjectives: describe a sound, never make one.
+_MANNER = frozenset("loud quiet soft steady steadily distant gentle heavy faint sharp low high rhythmic constant "
+                    "continuous repeated rapid slow fast deep muffled sudden intermittent occasional".split())
+# Nouns that look like participles.
+_NOUN_ING = frozenset("string spring thing swing sling wing king ceiling building morning evening clothing "
+                      "awning pudding railing ring sing bring sting".split())
+_NOUN_ED = frozenset("bed sled shed seed weed speed reed steed bread shred".split())
 
 
 @dataclass
@@ -249,6 +271,52 @@ def is_near_duplicate(a: str, b: str) -> bool:
     return len(sa & sb) / max(1, len(sa | sb)) >= JACCARD_THRESHOLD
 
 
+def collapse_repeats(text: str) -> str:
+    """Immediately repeated word runs collapsed to one ("A clock ticks clock ticks" → "A clock
+    ticks"), longest runs first; words compare case- and punctuation-insensitively."""
+    toks = text.split()
+    key = [w.strip(".,;:!?\"'").lower() for w in toks]
+    changed = True
+    while changed:
+        changed = False
+        for n in range(len(toks) // 2, 0, -1):
+            for i in range(len(toks) - 2 * n + 1):
+                if key[i:i + n] == key[i + n:i + 2 * n] and any(key[i:i + n]):
+                    del toks[i + n:i + 2 * n], key[i + n:i + 2 * n]
+                    changed = True
+                    break
+            if changed:
+                break
+    return " ".join(toks)
+
+
+def _noun_like(word: str) -> bool:
+    if word in _STOP or word in _DANGLING or word in _MANNER:
+        return False
+    if word.endswith("ly") and len(word) > 4:
+        return False
+    if len(word) > 4 and word.endswith("ing"):
+        return word in _NOUN_ING
+    if len(word) > 4 and word.endswith("ed"):
+        return word in _NOUN_ED
+    return True
+
+
+def form_problem(text: str) -> str | None:
+    """Why ``text`` is not a well-formed sound prompt, or None (see module docstring)."""
+    ws = words_of(text)
+    content = [w for w in ws if w not in _STOP and w not in _DANGLING]
+    if not content:
+        return "no content words"
+    if collapse_repeats(text) != " ".join(text.split()):
+        return "repeated phrase"
+    if ws[-1] in _DANGLING:
+        return f"cut off after {ws[-1]!r}"
+    if not any(_noun_like(w) for w in content):
+        return "no sound-making subject"
+    return None
+
+
 def _sentence_case(s: str) -> str:
     return s[:1].upper() + s[1:] if s else s
 
@@ -259,6 +327,7 @@ def clean_prompts_detailed(
     max_words: int = MAX_WORDS,
     extra_cues: Iterable[str] = (),
     drop_non_sounds: bool = True,
+    check_form: bool = True,
 ) -> CleanResult:
     """See the module docstring; also returns what was dropped and why."""
     res = CleanResult()
@@ -281,6 +350,15 @@ def clean_prompts_detailed(
         if drop_non_sounds and is_non_sound(item, extra):
             res.dropped.append((item, "not a sound"))
             continue
+        if check_form:
+            fixed = _sentence_case(collapse_repeats(item))
+            if fixed != item:
+                res.dropped.append((item, f"repeated phrase, kept as {fixed!r}"))
+                item = fixed
+            problem = form_problem(item)
+            if problem is not None:
+                res.dropped.append((item, f"not well formed: {problem}"))
+                continue
         dup_of = next((p for p in res.prompts if is_near_duplicate(p, item)), None)
         if dup_of is not None:
             res.dropped.append((item, f"duplicate of {dup_of!r}"))

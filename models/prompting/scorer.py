@@ -86,9 +86,16 @@ class ClipScorer:
         images = [Image.fromarray(f) for f in keyframes(frames, self.num_frames)]
         pix = self.image_processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
         img = F.normalize(_as_tensor(self.model.get_image_features(pixel_values=pix)), dim=-1).mean(0)
+        return [float(v) for v in self.embed_text(prompts) @ F.normalize(img, dim=-1)]
+
+    @torch.no_grad()
+    def embed_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings ``[N, D]`` (what "same sound?" is judged with)."""
         tok = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt").to(self.device)
-        txt = F.normalize(_as_tensor(self.model.get_text_features(**tok)), dim=-1)
-        return [float(v) for v in txt @ F.normalize(img, dim=-1)]
+        return F.normalize(_as_tensor(self.model.get_text_features(**tok)), dim=-1)
+
+    def knows(self, prompt: str) -> bool:
+        return True  # a BPE vocabulary reads any text
 
 
 def _as_tensor(out: Any) -> torch.Tensor:
@@ -232,6 +239,20 @@ class FoleyScorer:
         return [float(c) for c in self._text(prompts) @ v]
 
     @torch.no_grad()
+    def embed_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings ``[N, embed]`` (what "same sound?" is judged with)."""
+        return self._text(prompts)
+
+    def knows(self, prompt: str) -> bool:
+        """Whether at least half the prompt's words are in the word-level vocabulary: the text
+        tower maps every unknown word to one [UNK] vector, so its verdict on a prompt made of
+        them ("A car horn honks") says nothing."""
+        words = [w for w in prompt.lower().split() if w.strip(".,;:!?'\"") not in {"a", "an", "the"}]
+        unk = self.tokenizer.unk_token_id
+        known = sum(self.tokenizer.convert_tokens_to_ids(w.strip(".,;:!?'\"")) != unk for w in words)
+        return bool(words) and 2 * known >= len(words)
+
+    @torch.no_grad()
     def video_presence(self, frames: np.ndarray, prompts: Sequence[str]) -> list[float]:
         cos = torch.tensor(self.score(frames, prompts))
         return [float(p) for p in torch.sigmoid(self.model.logits(cos, 0))]
@@ -248,10 +269,15 @@ class FoleyScorer:
 
 
 def load_scorer(path: str | os.PathLike, device: str = "cpu") -> Scorer:
-    """A bundle (uses ``<bundle>/scorer``), a FoleyScorer directory, or a CLIP directory."""
+    """A bundle (uses ``<bundle>/scorer``), a FoleyScorer directory, an MMAudio-family bundle
+    (its own CLIP towers: ``BundleClipScorer``), or a transformers CLIP directory."""
     p = Path(path)
     if (p / "scorer").is_dir():
         p = p / "scorer"
     if (p / SCORER_META).is_file():
         return FoleyScorer(p, device=device)
+    from models.prompting.bundle_clip_scorer import BundleClipScorer, is_mmaudio_bundle
+
+    if is_mmaudio_bundle(p):
+        return BundleClipScorer(p, device=device)
     return ClipScorer(p, device=device)
