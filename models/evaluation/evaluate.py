@@ -36,10 +36,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from models.evaluation.evaluator import load_evaluator
+from models.evaluation.metrics import class_set_recall, cosine100
+from models.evaluation.yamnet_judge import YamnetJudge
+from models.generation.bundle import load_bundle
 from models.generation.guidance_settings import DEFAULT, ORDERS, check_alpha, check_beta, check_mode, \
     check_order, check_steps
 from models.training import foleyworld as fw
-from models.evaluation.metrics import class_set_recall, cosine100
 
 METHODS = ("independent", "negative_text", "nag")  # the guidance modes, in the report's order
 
@@ -160,15 +163,11 @@ class Judges:
     """The bundle's evaluator and (optionally) YAMNet, behind one call."""
 
     def __init__(self, evaluator_dir: Path, yamnet: bool, threads: int) -> None:
-        from models.evaluation.evaluator import load_evaluator
-
         self.evaluator = load_evaluator(evaluator_dir)
         self.classes = tuple(self.evaluator.config.classes)
         self.yamnet = None
         self.names = ["evaluator"]
         if yamnet:
-            from models.evaluation.yamnet_judge import YamnetJudge
-
             self.yamnet = YamnetJudge(self.classes, threads=threads)
             self.names.append("yamnet")
 
@@ -183,8 +182,6 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
                    progress: Callable[[str, int, int], None] | None = None) -> EvalResult:
     """Generate every condition's tracks on the held-out scenes and judge them."""
     import torch
-
-    from models.generation.bundle import load_bundle
 
     cfg.validate()
     torch.set_num_threads(cfg.threads)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from models.evaluation.evaluator import mel_filterbank
+
 
 def _plt():
     import matplotlib
@@ -67,8 +69,6 @@ def plot_confusion(tracks: list[dict[str, Any]], conditions: list[str], path: Pa
 
 def log_mel(wave: np.ndarray, sr: int) -> np.ndarray:
     import torch
-
-    from models.evaluation.evaluator import mel_filterbank
 
     x = torch.from_numpy(np.asarray(wave, np.float32))
     spec = torch.stft(x, 1024, 256, window=torch.hann_window(1024), return_complex=True).abs() ** 2

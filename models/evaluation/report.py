@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from models.evaluation.metrics import bootstrap_ci, bootstrap_statistic, frechet_distance, intervals_disjoint, is_monotone
+from models.evaluation.plots import plot_beta_sweep, plot_confusion, plot_examples
 
 TRACK_METRICS = ("separability", "fidelity", "leakage")
 LOWER_BETTER = {"separability": True, "fidelity": False, "leakage": True, "fd": True, "recall": False, "top1": False}
@@ -240,8 +241,6 @@ def write_report(res, out_dir: str | Path) -> tuple[dict[str, Path], dict[str, A
     os.replace(tmp, out / "embeddings.npz")
     plots = {"beta_sweep": out / "beta_sweep.png", "confusion": out / "confusion.png",
              "examples": out / "example_spectrograms.png"}
-    from models.evaluation.plots import plot_beta_sweep, plot_confusion, plot_examples
-
     plot_beta_sweep(beta_sweep(s, res.config), s["judges"], plots["beta_sweep"])
     main = _main_conditions(res.config)
     plot_confusion(res.tracks, [main[m] for m in ("independent", "nag") if m in main], plots["confusion"])
