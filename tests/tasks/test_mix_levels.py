@@ -5,6 +5,8 @@ soundtrack at the promised level, length and channel count, 48 kHz stems include
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
-from tasks.mix import OUTPUT_RATE, _limit, limit, loudness, mix_to_files, normalise, resample
+from tasks.mix import (OUTPUT_RATE, _limit, _window_weights, limit, loudness, mix_to_files, normalise,
+                       resample)
 from tasks.true_peak import true_peak
 
 RATE = 48000
@@ -229,3 +232,126 @@ def test_silent_and_short_takes_are_gated_and_a_silent_mix_has_no_loudness(tmp_p
     mix, sr = sf.read(res.mix_path, always_2d=True)
     assert mix.shape == (2 * RATE, 1) and not np.any(mix)
     assert res.loudness_lufs is None and res.true_peak_dbtp < -200 and res.limiter_gain_db == 0.0
+
+
+# ------------------------------------------------------------------ the timeline
+
+
+def _w(index: int, wi: int, start: float, end: float, **kw: Any) -> dict[str, Any]:
+    return {"index": index, "window_index": wi, "start_s": start, "end_s": end, "tracks": [], **kw}
+
+
+def test_crossfade_weights_are_equal_power_sin_cos_over_the_overlap() -> None:
+    rate = 1000
+    ws = [_w(0, 0, 0.0, 3.0), _w(0, 1, 2.0, 5.0), _w(0, 2, 4.5, 6.0)]
+    g = _window_weights(ws, rate)
+    assert [len(g[i]) for i in range(3)] == [3000, 3000, 1500]
+    u = np.arange(1000) / 1000  # u = (t − a)/D on the overlap, from 0 up to (D−1)/D
+    assert np.array_equal(g[0][:2000], np.ones(2000))
+    assert np.allclose(g[0][2000:], np.cos(np.pi / 2 * u), rtol=0, atol=1e-15)
+    assert np.allclose(g[1][:1000], np.sin(np.pi / 2 * u), rtol=0, atol=1e-15)
+    assert np.array_equal(g[1][1000:2500], np.ones(1500))
+    u2 = np.arange(500) / 500
+    assert np.allclose(g[1][2500:], np.cos(np.pi / 2 * u2), rtol=0, atol=1e-15)
+    assert np.allclose(g[2][:500], np.sin(np.pi / 2 * u2), rtol=0, atol=1e-15)
+    assert np.array_equal(g[2][500:], np.ones(1000))
+    # power is constant through every join, sample by sample
+    assert np.allclose(g[0][2000:] ** 2 + g[1][:1000] ** 2, 1.0, atol=1e-15)
+
+
+def test_fades_follow_the_picture_only_at_a_shots_ends() -> None:
+    rate = 1000
+    ws = [_w(0, 0, 0.0, 3.0, start_transition="fade", start_transition_s=0.5),
+          _w(0, 1, 2.0, 4.0, start_transition="fade", start_transition_s=0.5,
+             end_transition="fade", end_transition_s=0.25),
+          _w(1, 0, 4.5, 5.0, start_transition="fade", start_transition_s=2.0,  # longer than the window
+             end_transition="cut", end_transition_s=0.3)]
+    g = _window_weights(ws, rate)
+    u = np.arange(500) / 500
+    assert np.allclose(g[0][:500], np.sin(np.pi / 2 * u), atol=1e-15)  # the shot fades in
+    assert np.array_equal(g[0][500:2000], np.ones(1500))
+    assert np.allclose(g[1][:1000], np.sin(np.pi / 2 * np.arange(1000) / 1000), atol=1e-15)  # no fade-in
+    assert np.allclose(g[1][-250:], np.cos(np.pi / 2 * np.arange(250) / 250), atol=1e-15)  # the shot fades out
+    assert np.array_equal(g[1][1000:1750], np.ones(750))
+    assert np.allclose(g[2], np.sin(np.pi / 2 * np.arange(500) / 500), atol=1e-15)  # clipped to the window
+    # a window in mid-shot ignores transition facts: only the shot's first and last fade
+    mid = _window_weights([_w(0, 0, 0.0, 2.0), _w(0, 1, 2.0, 4.0, start_transition="fade",
+                                                    start_transition_s=0.5, end_transition="fade",
+                                                    end_transition_s=0.5), _w(0, 2, 4.0, 6.0)], rate)
+    assert np.array_equal(mid[1], np.ones(2000))
+
+
+def test_windows_of_two_shots_crossfade_only_when_they_overlap() -> None:
+    rate = 1000
+    g = _window_weights([_w(0, 0, 0.0, 3.0), _w(1, 0, 2.5, 5.0)], rate)  # a dissolve
+    assert np.allclose(g[0][2500:] ** 2 + g[1][:500] ** 2, 1.0, atol=1e-15) and g[1][0] == 0.0
+    g = _window_weights([_w(0, 0, 0.0, 3.0), _w(1, 0, 3.0, 5.0)], rate)  # a cut
+    assert np.array_equal(g[0], np.ones(3000)) and np.array_equal(g[1], np.ones(2000))
+
+
+def test_takes_land_on_the_timeline_in_time_order_cut_to_their_window(tmp_path: Path) -> None:
+    """Windows given out of order; a take longer than its window; a window running past the
+    asset's end; the odd sample count of a duration that is not a whole number of samples."""
+    x = _tone(2.5, 0.1, 16000, 300.0)
+    y = _tone(2.5, 0.1, 16000, 500.0)
+    ws = [_window(1, 3.0, 5.0, [(1, "b", _take(tmp_path, "y.wav", y, 16000))]),
+          _window(0, 0.0, 2.0, [(1, "a", _take(tmp_path, "x.wav", x, 16000))])]
+    duration = 4.5 + 1 / 96000  # 216001 output samples, one more than the takes' 72000 x 3
+    res = mix_to_files(ws, tmp_path / "out", duration_s=duration)
+    stem, sr = sf.read(res.stems[0]["path"])
+    assert len(stem) == round(duration * OUTPUT_RATE) and len(sf.read(res.mix_path)[0]) == len(stem)
+    g = [10 ** (t["gain_db"] / 20) for t in res.takes]
+    assert [t["track_id"] for t in res.takes] == [1, 11]  # the earlier window's take first
+    ref = np.zeros(len(stem))
+    ref[:2 * sr] = resample(x[:32000].astype(np.float64) * g[0], 16000, sr)[:2 * sr]
+    ref[3 * sr:3 * sr + 72000] = resample(y[:24000].astype(np.float64) * g[1], 16000, sr)
+    assert len(stem) == 3 * sr + 72000 + 1 and stem[-1] == 0.0  # the odd sample: zero padding
+    inner = np.r_[200:2 * sr - 200, 3 * sr + 200:len(stem) - 200]  # away from the cut edges' ringing
+    assert np.max(np.abs(stem[inner] - ref[inner])) < 1e-4
+    assert np.max(np.abs(stem[2 * sr + 200:3 * sr - 200])) < 1e-4  # the gap stays silent
+    assert res.stems[0]["title"] == "a | b"
+
+
+def test_stem_titles_name_each_prompt_once_within_200_characters(tmp_path: Path) -> None:
+    t = _take(tmp_path, "t.wav", _tone(1.0, 0.1, 16000), 16000)
+    long = "x" * 300
+    ws = [_window(0, 0.0, 1.0, [(1, "rain", t), (2, long, t)]),
+          _window(1, 1.0, 2.0, [(1, "rain", t), (2, long, t)]),
+          _window(2, 2.0, 3.0, [(1, "heavy rain", t)])]
+    res = mix_to_files(ws, tmp_path / "out", duration_s=3.0)
+    assert [s["title"] for s in res.stems] == ["rain | heavy rain", "x" * 200]
+
+
+def test_the_gate_is_at_minus_60_lufs_and_take_facts_are_the_measurements(tmp_path: Path) -> None:
+    quiet = _tone(2.0, 10 ** (-65 / 20) * 1.4, 16000)  # ≈ −65 LUFS: gated
+    kept = _tone(2.0, 10 ** (-55 / 20) * 1.4, 16000)   # ≈ −55 LUFS: scaled up
+    ws = [_window(0, 0.0, 2.0, [(1, "q", _take(tmp_path, "q.wav", quiet, 16000)),
+                                (2, "k", _take(tmp_path, "k.wav", kept, 16000))])]
+    res = mix_to_files(ws, tmp_path / "out", duration_s=2.0, target_lufs=-23.0)
+    q, k = res.takes
+    assert q["gated"] and q["gain_db"] is None and -66.5 < q["loudness_lufs"] < -65.0
+    assert not k["gated"] and abs(k["loudness_lufs"] - loudness(kept, 16000)) < 1e-9
+    assert abs(k["gain_db"] - (-23.0 - k["loudness_lufs"])) < 1e-9
+    assert abs(loudness(sf.read(res.stems[1]["path"])[0], OUTPUT_RATE) + 23.0) < 0.1
+    assert not np.any(sf.read(res.stems[0]["path"])[0])
+
+
+def test_an_asset_with_no_takes_is_its_original_and_the_result_serialises(tmp_path: Path) -> None:
+    original = _tone(2.0, 0.3, RATE, 700.0)
+    res = mix_to_files([_w(0, 0, 0.0, 2.0)], tmp_path / "out", duration_s=2.0, original=original)
+    mix, sr = sf.read(res.mix_path)
+    assert res.stems == [] and res.takes == [] and sr == RATE
+    assert np.max(np.abs(mix - original)) < Q24 and res.limiter_gain_db == 0.0
+    d = json.loads(json.dumps(res.to_json()))
+    assert d["mix_path"] == str(res.mix_path) and d["sha256"] == res.sha256 and d["stems"] == []
+
+
+def test_the_content_hash_is_stems_target_and_bed(tmp_path: Path) -> None:
+    t = _take(tmp_path, "t.wav", _tone(1.0, 0.1, 16000), 16000)
+    original = _tone(1.0, 0.05, RATE, 900.0)
+    res = mix_to_files([_window(0, 0.0, 1.0, [(1, "a", t)])], tmp_path / "out", duration_s=1.0,
+                       original=original, target_lufs=-18.0)
+    bed = resample(original, RATE, RATE)
+    blob = json.dumps({"stems": [res.stems[0]["sha256"]], "target": -18.0,
+                       "original": hashlib.sha256(bed.tobytes()).hexdigest()}, sort_keys=True)
+    assert res.content_hash == hashlib.sha256(blob.encode()).hexdigest()[:16]
