@@ -110,11 +110,27 @@ def register(cli: click.Group) -> None:
                   help="torch threads (results are deterministic per seed and thread count).")
     @click.option("--steps", type=click.IntRange(1), help="Override the component's step count.")
     @click.option("--minutes", type=float, help="Wall-time budget for `all` (default 60).")
+    @click.option("--features", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  help="guidance: train on features extracted from real footage "
+                       "(`stepfoley extract-features`) instead of FoleyWorld; --out is then the "
+                       "bundle whose network the branch is for (any preset).")
+    @click.option("--batch", type=click.IntRange(1), default=8, show_default=True,
+                  help="guidance: pairs per micro-batch (per process).")
+    @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True,
+                  help="guidance: micro-batches per optimiser step.")
     def train_cmd(component: str, out: Path, seed: int, threads: int, steps: int | None,
-                  minutes: float | None) -> None:
-        """Train the default bundle (or one component of it) on FoleyWorld, resumably."""
-        from models.training import train
+                  minutes: float | None, features: Path | None, batch: int, grad_accum: int) -> None:
+        """Train the default bundle (or one component of it) on FoleyWorld, resumably; the
+        guidance branch also on real footage (--features), on several GPUs with torchrun."""
+        from models.training import train  # CLI start-up: torch loads only for this command
 
-        result = train.train_component(component, out, seed=seed, threads=threads, steps=steps,
-                                       minutes=minutes)
+        if features is not None:
+            if component != "guidance":
+                raise ConfigError("--features trains the guidance branch only (stepfoley train guidance)")
+            result = train.train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
+                                          batch=batch, minutes=minutes, features=features,
+                                          grad_accum=grad_accum)
+        else:
+            result = train.train_component(component, out, seed=seed, threads=threads, steps=steps,
+                                           minutes=minutes)
         click.echo(json.dumps(result, indent=2, default=str))

@@ -16,7 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.training.feature_shards import INDEX, shard_done, write_index, write_shard
+import numpy as np
+from safetensors.torch import save_file
+
+from models.training.feature_shards import INDEX, SILENCE, shard_done, write_index, write_shard
 from tasks.generate import load_bundle
 from tasks.guidance_data import ClipRef, Skip, clip_features, iter_shards, list_source, listing_sha256
 
@@ -45,6 +48,11 @@ def plan_extraction(source: str, out: Path, bundle: str, cache_dir: Path, shard_
                 {k: meta[k] for k in ("weights_sha256", "segment_s", "listing_sha256", "shard_size")}:
             raise ValueError(f"{out} holds an extraction of other weights, segments, clips or shard size; "
                              "use a new --out directory")
+    # x̃ of silence, for the 'does the branch listen to x̃' control (models/training/guidance.py)
+    silence = loaded.pipe.encode_audio(np.zeros(int(seg * loaded.pipe.codec.sample_rate), np.float32), seg)[0]
+    tmp = out / f".{SILENCE}.tmp"
+    save_file({"latent": silence.float().contiguous().cpu()}, str(tmp))
+    tmp.replace(out / SILENCE)
     shards = [[c.__dict__ for c in part] for _, part in iter_shards(clips, shard_size)]
     previous.write_text(json.dumps({**meta, "num_shards": len(shards)}, indent=1, sort_keys=True))
     return {"meta": meta, "shards": shards, "listing_skips": [s.__dict__ for s in skips]}

@@ -203,7 +203,8 @@ class FoleyWorldPairs:
         self.bank, self.latent_rate, self.seeds = bank, latent_rate, list(seeds)
         self.half = int(math.ceil(4.0 * latent_rate - 1e-6))
 
-    def pairs(self, gen: torch.Generator, n: int) -> PairBatch:
+    def pairs(self, gen: torch.Generator, n: int, part: int = 0, parts: int = 1) -> PairBatch:
+        # The bank is small and rendered by every process: each micro-batch draws from all of it.
         x1, cond, clip, sync = [], [], [], []
         for _ in range(n):
             s = int(torch.randint(len(self.bank), (1,), generator=gen))
@@ -217,7 +218,8 @@ class FoleyWorldPairs:
             sync.append(crop["sync"].float())
         return PairBatch(torch.stack(x1), torch.stack(cond), torch.stack(clip), torch.stack(sync))
 
-    probe_pairs = pairs
+    def probe_pairs(self, gen: torch.Generator, n: int) -> PairBatch:
+        return self.pairs(gen, n)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "foleyworld", "scenes": len(self.seeds), "first_seed": self.seeds[0],
@@ -232,8 +234,8 @@ def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3
     half of a scene's soundtrack, condition = the other half, video of the target half."""
     out = Path(out)
     if features is not None:
-        rank, world = rank_and_world()
-        return train_guidance_on(out, ShardPairs(features, rank=rank, world=world), steps=steps,
+        rank_and_world()  # under torchrun: join the process group before anything else
+        return train_guidance_on(out, ShardPairs(features), steps=steps,
                                  batch=batch, seed=seed, threads=threads, grad_accum=grad_accum,
                                  minutes=minutes, quiet=quiet)
     set_determinism(seed, threads)

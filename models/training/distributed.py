@@ -10,7 +10,9 @@ samples, the same noise): only the order of the floating-point sums differs. Gra
 all-reduced by hand after ``backward`` instead of through ``DistributedDataParallel``, because the
 trainable branch runs through ``AudioControlNet.predict_flow`` (not ``forward``) beside a frozen
 backbone, and a flat all-reduce of a few tensors is all DDP would do for it. Backend: NCCL on
-CUDA, gloo on the CPU. ``torchrun`` sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT.
+CUDA, gloo on the CPU. ``torchrun`` sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; with
+``STEPFOLEY_DIST_INIT=file:///shared/path`` the ranks meet through a file instead of a TCP store
+(no listening socket: what the tests use, with gloo bound to loopback by GLOO_SOCKET_IFNAME=lo).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ def rank_and_world() -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("STEPFOLEY_DEVICE", "cpu") == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        init = os.environ.get("STEPFOLEY_DIST_INIT")
+        if init:
+            dist.init_process_group(backend=backend, init_method=init, world_size=world,
+                                    rank=int(os.environ["RANK"]))
+        else:
+            dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -2,6 +2,7 @@
 
 Layout of an extraction directory::
 
+    silence.safetensors        the network latent of a silent segment
     index.json                 bundle id, weights sha256, segment length, listing sha256, and
                                per shard: its clips and the sha256 of its tensor file
     shard-00000.safetensors    per clip c of the shard, tensors  "<c>/latent" [S, N, E]
@@ -31,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 INDEX = "index.json"
+SILENCE = "silence.safetensors"  # the latent of a silent segment (the x̃ = silence control)
 
 
 def shard_name(i: int) -> str:

@@ -54,6 +54,41 @@ def branch_loss(net: MMAudio, cn: AudioControlNet, batch: PairBatch, gen: torch.
     return flow_matching_loss(lambda xt, t: cn.predict_flow(net, xt, t, conditions, x_cond), batch.x1, gen)
 
 
+@torch.no_grad()
+def xtilde_dependence(net: MMAudio, cn: AudioControlNet, source: Any, *, seed: int = 0, n: int = 32,
+                      times: tuple[float, ...] = (0.2, 0.5, 0.8)) -> dict[str, Any]:
+    """Does the branch listen to x̃? Its held-out loss at fixed t with the true x̃ (another segment
+    of the same clip), with x̃ from another clip, and with a silent x̃ (same pairs, noise, video):
+
+        gain_other(t) = 1 − L(true x̃) / L(other clip's x̃),  gain_silent(t) likewise.
+
+    A branch that ignores x̃ has gains ≈ 0, and NAG then only subtracts u_ψ ≈ u."""
+    out: dict[str, Any] = {}
+    silence = source.silence() if hasattr(source, "silence") else None
+    for t in times:
+        gen = torch.Generator().manual_seed(seed)
+        batch = source.probe_pairs(gen, n)
+        other = source.other_clip_condition(batch, gen)
+        x0 = torch.randn(batch.x1.shape, generator=gen)
+        tt = torch.full((batch.x1.shape[0],), float(t))
+        xt = (1 - t) * x0 + t * batch.x1
+        text_f = net.empty_string_feat[None].expand(batch.x1.shape[0], -1, -1)
+        conditions = net.preprocess_conditions(batch.clip, batch.sync, text_f)
+
+        def loss(cond: torch.Tensor) -> float:
+            v = cn.predict_flow(net, xt, tt, conditions, cond)
+            return float(torch.nn.functional.mse_loss(v.float(), (batch.x1 - x0).float()))
+
+        row = {"true": loss(batch.cond), "other_clip": loss(other)}
+        if silence is not None:
+            row["silent"] = loss(silence[None].expand_as(batch.cond).to(batch.cond.dtype))
+        row["gain_other"] = 1 - row["true"] / row["other_clip"]
+        if "silent" in row:
+            row["gain_silent"] = 1 - row["true"] / row["silent"]
+        out[f"t={t}"] = row
+    return out
+
+
 def train_branch(net: MMAudio, source: PairSource, run_dir: Path, cfg: RunConfig, *,
                  probe_batch: int | None = None, quiet: bool = False,
                  transform: Any = None) -> tuple[AudioControlNet, dict[str, Any]]:
@@ -68,7 +103,7 @@ def train_branch(net: MMAudio, source: PairSource, run_dir: Path, cfg: RunConfig
 
     def loss_fn(gen: torch.Generator, step: int) -> torch.Tensor:
         batch = (source.probe_pairs(gen, probe_batch or cfg.batch_size) if step < 0
-                 else source.pairs(gen, cfg.batch_size))
+                 else source.pairs(gen, cfg.batch_size, *trainer.micro))
         if transform is not None:
             batch = transform(batch)
         return branch_loss(net, cn, batch, gen, cfg.null_video_p)
@@ -109,6 +144,8 @@ def train_guidance_on(bundle: Path, source: PairSource, *, steps: int, batch: in
                     grad_accum=grad_accum, null_video_p=null_video_p, bf16=bf16)
     cn, summary = train_branch(net, source, Path(run_dir or bundle / "_runs" / "guidance"), cfg, quiet=quiet,
                                transform=transform)
+    if hasattr(source, "other_clip_condition"):
+        summary["xtilde_dependence"] = xtilde_dependence(net, cn.eval(), source, seed=seed)
     record = {"data": source.identity(), "steps": steps, "seed": seed, "batch": batch,
               "grad_accum": grad_accum, "lr": lr, "null_video_p": null_video_p,
               "base_weights_sha256": bundle_identity(bundle)["weights"].get(

@@ -1,6 +1,6 @@
 """Data sources of the guidance-branch trainer: where (target, condition) pairs come from.
 
-Every source answers ``pairs(gen, n)`` with a ``PairBatch``: the target segment's network
+Every source answers ``pairs(gen, n, part, parts)`` with a ``PairBatch``: the target segment's network
 latent x₁ ``[n, N, E]``, the condition x̃ ``[n, N, E]`` (another, non-overlapping segment of
 the same clip), and the target's conditioning features ``clip [n, Nc, Dc]``, ``sync [n, Ns,
 Ds]`` as the frozen base consumes them. Draws are a pure function of the generator, so the
@@ -9,8 +9,10 @@ multi-process run draws exactly what an uninterrupted single-process run would.
 
 - ``ShardPairs``: features extracted once from real footage (models/training/feature_shards.py).
   Clips are read lazily from the memory-mapped shards, never all loaded. Held-out clips (a
-  stable hash of their key) are kept for the validation probe. Each rank of a multi-process
-  run draws from its own 1/world of the training clips (``rank``, ``world``).
+  stable hash of their key) are kept for the validation probe. Micro-batch m of a step's M
+  (M = ranks × accumulation) draws from part m of the training clips (clip i is in part i mod M),
+  so each rank reads only its own share, and one process accumulating the M micro-batches
+  draws exactly what M ranks would.
 - ``FoleyWorldPairs`` (models/training/bundle_recipes.py builds it): the demo's procedural scenes, 4 s
   halves of 8 s scenes.
 """
@@ -26,7 +28,9 @@ from typing import Any, Protocol
 import torch
 from safetensors import safe_open
 
-from models.training.feature_shards import INDEX, shard_name
+from safetensors.torch import load_file
+
+from models.training.feature_shards import INDEX, SILENCE, shard_name
 from models.training.guidance_pairs import draw_pair
 
 
@@ -39,7 +43,7 @@ class PairBatch:
 
 
 class PairSource(Protocol):
-    def pairs(self, gen: torch.Generator, n: int) -> PairBatch: ...
+    def pairs(self, gen: torch.Generator, n: int, part: int = 0, parts: int = 1) -> PairBatch: ...
 
     def probe_pairs(self, gen: torch.Generator, n: int) -> PairBatch: ...
 
@@ -53,7 +57,7 @@ def _held_out(key: str, percent: float) -> bool:
 class ShardPairs:
     """Pairs drawn from extracted shards (see module docstring)."""
 
-    def __init__(self, root: str | Path, holdout_percent: float = 5.0, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, root: str | Path, holdout_percent: float = 5.0) -> None:
         self.root = Path(root)
         self.index = json.loads((self.root / INDEX).read_text())
         entries = [(sh["shard"], key) for sh in self.index["shards"] for key in sh["clips"]]
@@ -62,7 +66,7 @@ class ShardPairs:
         if not train:
             raise ValueError(f"{self.root}: no training clips (of {len(entries)}; {len(held)} held out)")
         self.held = held or train[:1]
-        self.train = train[rank::world] or train
+        self.train = train
         self._handles: dict[int, Any] = {}
 
     def _clip(self, entry: tuple[int, str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,8 +89,8 @@ class ShardPairs:
         return PairBatch(torch.stack(x1).float(), torch.stack(cond).float(), torch.stack(clip).float(),
                          torch.stack(sync).float())
 
-    def pairs(self, gen: torch.Generator, n: int) -> PairBatch:
-        return self._draw(self.train, gen, n)
+    def pairs(self, gen: torch.Generator, n: int, part: int = 0, parts: int = 1) -> PairBatch:
+        return self._draw(self.train[part::parts] or self.train, gen, n)
 
     def probe_pairs(self, gen: torch.Generator, n: int) -> PairBatch:
         return self._draw(self.held, gen, n)
@@ -99,6 +103,10 @@ class ShardPairs:
             lat, _, _ = self._clip(entries[int(torch.randint(len(entries), (1,), generator=gen))])
             out.append(lat[int(torch.randint(lat.shape[0], (1,), generator=gen))])
         return torch.stack(out).float()
+
+    def silence(self) -> torch.Tensor | None:
+        path = self.root / SILENCE
+        return load_file(str(path))["latent"] if path.is_file() else None
 
     def identity(self) -> dict[str, Any]:
         keys = ("source", "listing_sha256", "bundle_id", "weights_sha256", "segment_s", "num_clips")

@@ -215,6 +215,7 @@ class Trainer:
         self.elapsed = 0.0
         self.ckpt_path = run_dir / "state.pt"
         self.rank, self.world = rank_and_world()
+        self.micro = (0, 1)
         self.device_type = next(iter(self.params.values())).device.type if self.params else "cpu"
         self._signalled: int | None = None
 
@@ -283,6 +284,9 @@ class Trainer:
                 loss_sum = 0.0
                 for a in range(micro):
                     m = self.rank * micro + a
+                    # (this micro-batch's index among all of the step's): sources that shard
+                    # their data draw micro-batch m from part m, whichever process runs it
+                    self.micro = (m, micro * self.world)
                     g = gen if m == 0 else step_generator(cfg.seed, cfg.component, self.step, m)
                     with _autocast(cfg.bf16, self.device_type):
                         loss = loss_fn(g, self.step)
