@@ -74,6 +74,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         table.add_row(*[str(r.get(c) if r.get(c) is not None else "") for c in cols])
     Console().print(table)
+    for r in rows:  # who made the prompts, when that captioner does not know the footage
+        if r.get("prompts_note"):
+            click.echo(f"note: {r['path']}: {r['prompts_note']}")
 
 
 for _commands in (cli_run, cli_models, cli_prompts, cli_review, cli_eval, cli_extract, cli_parity):

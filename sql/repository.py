@@ -158,13 +158,29 @@ def scene_windows(session: Session, asset_id: int, index: int) -> list[dict[str,
 
 def upsert_prompt(session: Session, *, scene_id: int, order: int, text: str, source: str = "captioner",
                   score: float | None = None, dropped: bool = False, drop_reason: str | None = None,
-                  captioner_id: str | None = None) -> dict[str, Any]:
+                  captioner_id: str | None = None, captioner_ood_distance: float | None = None,
+                  captioner_note: str | None = None) -> dict[str, Any]:
     if source not in ("captioner", "user"):
         raise ValueError("prompt source must be captioner or user")
     return _upsert(session, Prompt, ["scene_id", "order", "text"],
                    {"scene_id": scene_id, "order": order, "text": text, "source": source,
                     "score": score, "dropped": dropped, "drop_reason": drop_reason,
-                    "captioner_id": captioner_id})
+                    "captioner_id": captioner_id, "captioner_ood_distance": captioner_ood_distance,
+                    "captioner_note": captioner_note})
+
+
+def captioner_notes(session: Session, asset_ids: list[int]) -> dict[int, str]:
+    """Per asset, the note on who made its prompts when that captioner does not know the footage
+    (first scene that has one)."""
+    if not asset_ids:
+        return {}
+    q = (select(Scene.asset_id, Prompt.captioner_note).join(Prompt, Prompt.scene_id == Scene.id)
+         .where(Scene.asset_id.in_(asset_ids), Prompt.captioner_note.is_not(None))
+         .order_by(Scene.asset_id, Scene.index, Prompt.order))
+    out: dict[int, str] = {}
+    for aid, note in session.execute(q):
+        out.setdefault(int(aid), str(note))
+    return out
 
 
 def upsert_track(session: Session, **values: Any) -> int:
@@ -311,6 +327,7 @@ def asset_status_rows(session: Session, asset_id: int | None = None) -> list[dic
         q = q.where(Asset.id == asset_id)
     assets = session.execute(q).scalars().all()
     counts = _asset_counts(session, [a.id for a in assets])
+    notes = captioner_notes(session, [a.id for a in assets])
     rows = []
     for a in assets:
         out = latest_output(session, a.id)
@@ -318,7 +335,7 @@ def asset_status_rows(session: Session, asset_id: int | None = None) -> list[dic
         rows.append({"id": a.id, "path": a.uri, "sha256": a.sha256, "status": a.status,
                      "error": a.error, **counts[a.id], "output": out["uri"] if out else None,
                      "duration_s": a.duration_s, "started_at": a.started_at,
-                     "finished_at": a.finished_at, "elapsed_s": took})
+                     "finished_at": a.finished_at, "elapsed_s": took, "prompts_note": notes.get(a.id)})
     return rows
 
 

@@ -122,6 +122,10 @@ class Prompt(Base):
     dropped: Mapped[bool] = mapped_column(Boolean, default=False)
     drop_reason: Mapped[str | None] = mapped_column(Text)
     captioner_id: Mapped[str | None] = mapped_column(String(200))
+    # The demo captioner on footage that is not FoleyWorld (models/prompting/domain_check.py):
+    # distance of the scene's keyframes from FoleyWorld's, and what the user is told.
+    captioner_ood_distance: Mapped[float | None] = mapped_column(Float)
+    captioner_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from models.prompting.audio_taggers import default_taggers
 from models.prompting.captioner import load_captioner
+from models.prompting.domain_check import THRESHOLD as DOMAIN_THRESHOLD, check_domain
 from models.prompting.prompt_meaning import distinct_by_meaning
 from models.prompting.prompt_text import collapse_repeats, form_problem, is_near_duplicate
 from models.prompting.scorer import load_scorer, order_by_score
@@ -269,6 +270,8 @@ class ScenePrompts:
     captioner: dict[str, Any] = field(default_factory=dict)
     scorer: str | None = None
     notes: list[str] = field(default_factory=list)  # taggers skipped, silent audio, ...
+    # The demo captioner on footage unlike FoleyWorld: {"distance": d, "note": what the user is told}.
+    domain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def texts(self) -> list[str]:
@@ -390,12 +393,36 @@ def finish_scene_prompts(caption: Any, frames: np.ndarray, *, k: int = 5, scorer
     return result
 
 
+def demo_captioner_note(frames: np.ndarray, captioner: Any) -> dict[str, Any]:
+    """For the demo (FoleyWorld) captioner: how far the keyframes are from FoleyWorld and, when
+    they are out of its domain, the note a user sees (``models.prompting.domain_check``); empty
+    for any other captioner, which is not limited to one synthetic world."""
+    classes = list((getattr(captioner, "meta", None) or {}).get("classes") or [])
+    if not classes:
+        return {}
+    check = check_domain(frames)
+    out: dict[str, Any] = {"distance": round(check.distance, 3)}
+    if check.out_of_domain:
+        out["note"] = (f"prompts made by the demo captioner {captioner.name}, which knows only FoleyWorld's "
+                       f"{len(classes)} sounds ({', '.join(classes)}); this footage does not look like FoleyWorld "
+                       f"(distance {check.distance:.1f} > {DOMAIN_THRESHOLD:g}). Bring a VLM captioner "
+                       "(stepfoley models pull --captioner REPO --to DIR, then --captioner DIR) or your own "
+                       "prompts (--prompts FILE.csv).")
+    return out
+
+
 def propose_scene_prompts(frames: np.ndarray, captioner: Any, *, k: int = 5, seed: int = 0, spare: int = 2,
                           **kwargs: Any) -> ScenePrompts:
     """The whole stage for one scene (see module docstring); ``kwargs`` go to
     ``finish_scene_prompts``. ``spare`` extra proposals survive drops in step 3."""
     caption = captioner.caption(frames, k=k + max(0, spare), seed=seed)
-    return finish_scene_prompts(caption, frames, k=k, **kwargs)
+    result = finish_scene_prompts(caption, frames, k=k, **kwargs)
+    result.domain = demo_captioner_note(frames, captioner)
+    if not any(p.source == "captioner" for p in result.prompts):
+        result.domain.pop("note", None)  # the user's prompts replaced the demo's: nothing to warn of
+    if result.domain.get("note"):
+        result.notes.append(result.domain["note"])
+    return result
 
 
 # ============================================================================ models, loaded once

@@ -32,6 +32,10 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
     if failed:
         lines += ["## Failures", ""]
         lines += [f"- `{r.get('path')}`: {r.get('error')}" for r in failed]
+    noted = [r for r in rows if r.get("prompts_note")]
+    if noted:
+        lines += ["", "## Prompts", ""]
+        lines += [f"- `{r.get('path')}`: {r['prompts_note']}" for r in noted]
     return "\n".join(lines)
 
 

@@ -156,9 +156,11 @@ def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
             proposal = per_shot[w["scene_index"]]
             captioner_id = str(proposal.captioner.get("model") or proposal.captioner.get("backend") or "")
             kept = []
+            domain = {"captioner_ood_distance": proposal.domain.get("distance"),
+                      "captioner_note": proposal.domain.get("note")}
             for p in proposal.prompts:
                 row = upsert_prompt(db, scene_id=w["scene_id"], order=p.order, text=p.text,
-                                    source=p.source, score=p.score, captioner_id=captioner_id)
+                                    source=p.source, score=p.score, captioner_id=captioner_id, **domain)
                 kept.append({"id": row["id"], "order": p.order, "text": p.text})
             for i, d in enumerate(proposal.dropped):
                 if d.stage in ("same", "present", "limit", "replaced"):

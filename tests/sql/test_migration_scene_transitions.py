@@ -16,7 +16,7 @@ def test_upgrade_from_0001_keeps_rows_and_adds_nullable_columns(sqlite_url: str)
                           "VALUES (1, 'ab', 'file:///a.mp4', 'done', '2026-12-01 00:00:00', '2026-12-01 00:00:00')"))
         conn.execute(text('INSERT INTO scene (id, asset_id, "index", window_index, start_s, end_s, shot_start_s, '
                           'shot_end_s, created_at) VALUES (7, 1, 2, 0, 3.5, 9.0, 3.5, 9.0, "2026-12-01 00:00:00")'))
-    upgrade(sqlite_url)
+    upgrade(sqlite_url, "0002")
     assert current(sqlite_url) == "0002"
     cols = {c["name"] for c in inspect(engine).get_columns("scene")}
     assert {"start_transition", "end_transition", "start_transition_s", "end_transition_s"} <= cols
