@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import update
 
+from models.generation.bundle import has_guidance_branch
 from sql.repository import (asset_status_rows, asset_windows_with_tracks, current_tracks,
                             find_asset_by_uri, get_asset, known_uris, link_run_asset,
                             record_asset_path, run_asset_rows, set_asset_status, upsert_asset,
@@ -40,8 +41,6 @@ def check_bundle(settings: Settings) -> None:
     if not (Path(settings.bundle) / "model_index.json").is_file():
         raise ConfigError(f"model bundle {settings.bundle} not found (no model_index.json); "
                           "train one with `stepfoley train all --out DIR` or pass --bundle")
-    from models.generation.bundle import has_guidance_branch
-
     if settings.mode == "nag" and not has_guidance_branch(settings.bundle):
         # Refused, never downgraded: a run asked for NAG must not quietly produce independent tracks.
         raise ConfigError(f"model bundle {settings.bundle} has no guidance branch (controlnet/), which "
