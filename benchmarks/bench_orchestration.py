@@ -67,7 +67,7 @@ TIMED: list[tuple[str, str]] = [
     ("ffmpeg / libav", "tasks.probe:probe"),
     ("ffmpeg / libav", "tasks.mux:video_packets"),
     ("audio DSP / I/O", "tasks.mix:mix_to_files"),
-    ("audio DSP / I/O", "tasks.generate:write_audio_atomic"),
+    ("audio DSP / I/O", "tasks.audio_files:write_flac_atomic"),
     ("audio DSP / I/O", "tasks.generate:read_stem"),
     ("audio DSP / I/O", "tasks.ingest:sha256_file"),
     ("prefect server", "prefect.server.api.server:SubprocessASGIServer.start"),
