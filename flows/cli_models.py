@@ -127,6 +127,12 @@ def register(cli: click.Group) -> None:
         if features is not None:
             if component != "guidance":
                 raise ConfigError("--features trains the guidance branch only (stepfoley train guidance)")
+            from models.training.feature_shards import check_features  # CLI start-up: on use
+
+            try:
+                check_features(features, out)
+            except (ValueError, OSError) as exc:
+                raise ConfigError(str(exc)) from exc
             result = train.train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
                                           batch=batch, minutes=minutes, features=features,
                                           grad_accum=grad_accum)

@@ -6,7 +6,8 @@ written atomically (models/training/feature_shards.py). A rerun skips every fini
 an interrupted extraction resumes where it stopped and a finished one costs a directory
 listing. Skipped clips are recorded in their shard's manifest with the reason, and counted by
 reason in the index. The bundle id and weights hash go into every manifest: features made with
-other weights are never mixed into one training set (``check_index`` refuses them).
+other weights are never mixed into one training set (models/training/feature_shards.py
+``check_features`` refuses them at training time).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 from safetensors.torch import save_file
 
-from models.training.feature_shards import INDEX, SILENCE, shard_done, write_index, write_shard
+from models.training.feature_shards import (INDEX, SILENCE, feature_weights_sha256, shard_done, write_index,
+                                            write_shard)
 from tasks.generate import load_bundle
 from tasks.guidance_data import ClipRef, Skip, clip_features, iter_shards, list_source, listing_sha256
 
@@ -39,13 +41,14 @@ def plan_extraction(source: str, out: Path, bundle: str, cache_dir: Path, shard_
     seg = float(segment_s) if segment_s else default_segment_s(loaded.pipe)
     meta = {"source": str(source), "bundle": str(bundle), "bundle_id": loaded.bundle_id,
             "weights_sha256": loaded.weights_sha256, "segment_s": seg,
+            "feature_weights_sha256": feature_weights_sha256(bundle),
             "listing_sha256": listing_sha256(clips), "shard_size": int(shard_size)}
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "plan.json"
     if previous.is_file():
         old = json.loads(previous.read_text())
-        if {k: old.get(k) for k in ("weights_sha256", "segment_s", "listing_sha256", "shard_size")} != \
-                {k: meta[k] for k in ("weights_sha256", "segment_s", "listing_sha256", "shard_size")}:
+        keys = ("feature_weights_sha256", "segment_s", "listing_sha256", "shard_size")
+        if {k: old.get(k) for k in keys} != {k: meta[k] for k in keys}:
             raise ValueError(f"{out} holds an extraction of other weights, segments, clips or shard size; "
                              "use a new --out directory")
     # x̃ of silence, for the 'does the branch listen to x̃' control (models/training/guidance.py)
@@ -84,13 +87,4 @@ def finish_extraction(out: Path, meta: dict[str, Any], num_shards: int,
     reasons.update(s["reason"] for sh in index["shards"] for s in sh.get("skipped", []))
     index["skipped"] = dict(sorted(reasons.items()))
     (out / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True))
-    return index
-
-
-def check_index(out: Path, weights_sha256: str) -> dict[str, Any]:
-    """The index of ``out``, refusing features made with other base weights."""
-    index = json.loads((Path(out) / INDEX).read_text())
-    if index["weights_sha256"] != weights_sha256:
-        raise ValueError(f"{out}: features were extracted with weights {index['weights_sha256'][:12]}, "
-                         f"not {weights_sha256[:12]}; extract again for this bundle")
     return index

@@ -35,6 +35,7 @@ from models.demo_family.features import TextEncoder, VideoFeatures, build_tokeni
 from models.generation.mmaudio import MMAudio
 from models.training import foleyworld as fw
 from models.training.distributed import rank_and_world
+from models.training.feature_shards import check_features
 from models.training.flow_matching import flow_matching_loss, null_fill
 from models.training.guidance import train_guidance_on
 from models.training.guidance_sources import PairBatch, ShardPairs
@@ -235,6 +236,7 @@ def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3
     out = Path(out)
     if features is not None:
         rank_and_world()  # under torchrun: join the process group before anything else
+        check_features(features, out)
         return train_guidance_on(out, ShardPairs(features), steps=steps,
                                  batch=batch, seed=seed, threads=threads, grad_accum=grad_accum,
                                  minutes=minutes, quiet=quiet)

@@ -26,7 +26,7 @@ from models.prompting.captioner import (CAPTIONER_META, SEPARATOR, Captioner, Fo
 from models.prompting.prompt_text import DEFAULT_K
 from models.prompting.scorer_audio import log_mel_16k
 from models.training import foleyworld as fw
-from models.training.trainer import step_generator
+from models.training.trainer import atomic_torch_save, step_generator
 
 
 def split_seeds(split: Any, limit: int | None = None) -> list[int]:
@@ -181,9 +181,8 @@ def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0
             log.append({"step": step + 1, "loss": round(loss.item(), 5), "lr": float(sched.get_last_lr()[0])})
             if not quiet:
                 print(f"captioner step {step + 1}/{steps} loss {loss.item():.4f}", flush=True)
-            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
-            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+            atomic_torch_save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt)
         if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
             # An interruption on purpose (tests, time budgets): the checkpoint is the state.
             torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),

@@ -31,8 +31,33 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from models.generation.bundle import bundle_identity
+
 INDEX = "index.json"
+# The components whose weights make the features; the branch's own weights are not among them,
+# so training a branch does not invalidate the features it was trained on.
+FEATURE_COMPONENTS = ("transformer/", "codec/", "video_features/")
 SILENCE = "silence.safetensors"  # the latent of a silent segment (the x̃ = silence control)
+
+
+def feature_weights_sha256(bundle: str | Path) -> str:
+    """sha256 over the weight files of the components that make the features."""
+    weights = bundle_identity(bundle)["weights"]
+    h = hashlib.sha256()
+    for rel in sorted(k for k in weights if k.startswith(FEATURE_COMPONENTS)):
+        h.update(f"{rel}\0{weights[rel]}\n".encode())
+    return h.hexdigest()
+
+
+def check_features(root: str | Path, bundle: str | Path) -> dict[str, Any]:
+    """The index of ``root``, refusing features made with other weights than ``bundle``'s."""
+    index = json.loads((Path(root) / INDEX).read_text())
+    want = feature_weights_sha256(bundle)
+    if index.get("feature_weights_sha256") != want:
+        raise ValueError(f"{root}: features were extracted with other weights "
+                         f"({str(index.get('feature_weights_sha256'))[:12]}) than {bundle}'s ({want[:12]}); "
+                         "extract them again for this bundle")
+    return index
 
 
 def shard_name(i: int) -> str:

@@ -109,5 +109,5 @@ class ShardPairs:
         return load_file(str(path))["latent"] if path.is_file() else None
 
     def identity(self) -> dict[str, Any]:
-        keys = ("source", "listing_sha256", "bundle_id", "weights_sha256", "segment_s", "num_clips")
+        keys = ("source", "listing_sha256", "bundle_id", "feature_weights_sha256", "segment_s", "num_clips")
         return {"kind": "shards", "root": str(self.root), **{k: self.index.get(k) for k in keys}}

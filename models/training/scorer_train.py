@@ -19,7 +19,7 @@ from models.prompting.scorer import (FoleyScorer, FoleyScorerConfig, FoleyScorer
 from models.training import foleyworld as fw
 from models.training.captioner_train import (all_captions, bank_mosaics, foleyworld_bank, sample_caption,
                                              scene_sample_rate, scene_sources, split_seeds)
-from models.training.trainer import step_generator
+from models.training.trainer import atomic_torch_save, step_generator
 
 def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, threads: int = 2,
                  n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
@@ -93,9 +93,8 @@ def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, t
             log.append({"step": step + 1, "loss_video": round(loss_v.item(), 5), "loss_audio": round(loss_a.item(), 5)})
             if not quiet:
                 print(f"scorer step {step + 1}/{steps} video {loss_v.item():.4f} audio {loss_a.item():.4f}", flush=True)
-            torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt.with_suffix(".tmp"))
-            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+            atomic_torch_save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "sched": sched.state_dict(), "log": log, "step": step + 1}, ckpt)
         if stop_after is not None and step + 1 >= stop_after and step + 1 < steps:
             # An interruption on purpose (tests, time budgets): the checkpoint is the state.
             torch.save({"args": args, "model": model.state_dict(), "opt": opt.state_dict(),

@@ -90,6 +90,14 @@ def test_train_on_real_footage_then_nag_runs(tmp_path: Path, tiny_bundle: Path, 
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 
 
+def test_features_of_other_weights_are_refused(tmp_path: Path, features: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleyworld-tiny"
+    other = _bundle(shipped, tmp_path / "other")
+    proc = stepfoley(["train", "guidance", "--out", str(other), "--features", str(features), "--steps", "2"])
+    assert proc.returncode != 0 and "extract them again" in proc.stdout + proc.stderr
+    assert json.loads((other / "controlnet" / "config.json").read_text())  # untouched
+
+
 def test_two_gloo_processes_equal_one_process_with_both_micro_batches(tmp_path: Path, tiny_bundle: Path,
                                                                      features: Path) -> None:
     one = _bundle(tiny_bundle, tmp_path / "one")
