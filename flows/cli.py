@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from flows import cli_eval, cli_extract, cli_models, cli_parity, cli_prompts, cli_review, cli_run
+from flows import cli_eval, cli_extract, cli_models, cli_parity, cli_prompts, cli_pull, cli_review, cli_run
 from flows.cli_common import CONTEXT, cli_settings
 from tasks.config import ConfigError
 
@@ -79,7 +79,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"note: {r['path']}: {r['prompts_note']}")
 
 
-for _commands in (cli_run, cli_models, cli_prompts, cli_review, cli_eval, cli_extract, cli_parity):
+for _commands in (cli_run, cli_models, cli_pull, cli_prompts, cli_review, cli_eval, cli_extract,
+                  cli_parity):
     _commands.register(cli)
 
 
