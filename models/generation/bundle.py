@@ -25,7 +25,8 @@ from typing import Any
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -33,7 +34,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _digest(entries: dict[str, str]) -> str:
+def path_digest(entries: dict[str, str]) -> str:
+    """sha256 over ``relpath\\0sha\\n`` lines in path order (the bundle hashes' form)."""
     h = hashlib.sha256()
     for rel in sorted(entries):
         h.update(f"{rel}\0{entries[rel]}\n".encode())
@@ -49,7 +51,7 @@ def bundle_files(path: str | Path) -> dict[str, str]:
         if (not p.is_file() or any(part.startswith(".") or part == "_runs" for part in rel.parts)
                 or rel.name.upper().startswith("README")):
             continue
-        out[rel.as_posix()] = _sha256(p)
+        out[rel.as_posix()] = file_sha256(p)
     return out
 
 
@@ -60,11 +62,11 @@ def bundle_identity(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{root} is not a bundle (no model_index.json)")
     files = bundle_files(root)
     weights = {k: v for k, v in files.items() if k.endswith(WEIGHT_SUFFIXES)}
-    content = _digest(files)
+    content = path_digest(files)
     return {
         "bundle_id": f"{root.name}@{content[:12]}",
         "content_sha256": content,
-        "weights_sha256": _digest(weights),
+        "weights_sha256": path_digest(weights),
         "weights": weights,
         "files": files,
     }

@@ -20,7 +20,6 @@ take for a finished one, and ``shard_done`` also checks the recorded hash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from models.generation.bundle import bundle_identity
+from models.generation.bundle import bundle_identity, file_sha256, path_digest
 
 INDEX = "index.json"
 # The components whose weights make the features; the branch's own weights are not among them,
@@ -40,19 +39,16 @@ FEATURE_COMPONENTS = ("transformer/", "codec/", "video_features/")
 SILENCE = "silence.safetensors"  # the latent of a silent segment (the x̃ = silence control)
 
 
-def feature_weights_sha256(bundle: str | Path) -> str:
+def feature_weightsfile_sha256(bundle: str | Path) -> str:
     """sha256 over the weight files of the components that make the features."""
     weights = bundle_identity(bundle)["weights"]
-    h = hashlib.sha256()
-    for rel in sorted(k for k in weights if k.startswith(FEATURE_COMPONENTS)):
-        h.update(f"{rel}\0{weights[rel]}\n".encode())
-    return h.hexdigest()
+    return path_digest({k: v for k, v in weights.items() if k.startswith(FEATURE_COMPONENTS)})
 
 
 def check_features(root: str | Path, bundle: str | Path) -> dict[str, Any]:
     """The index of ``root``, refusing features made with other weights than ``bundle``'s."""
     index = json.loads((Path(root) / INDEX).read_text())
-    want = feature_weights_sha256(bundle)
+    want = feature_weightsfile_sha256(bundle)
     if index.get("feature_weights_sha256") != want:
         raise ValueError(f"{root}: features were extracted with other weights "
                          f"({str(index.get('feature_weights_sha256'))[:12]}) than {bundle}'s ({want[:12]}); "
@@ -64,12 +60,6 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -89,7 +79,7 @@ def write_shard(root: Path, i: int, clips: dict[str, dict[str, torch.Tensor]],
     tmp = root / f".{name}.{os.getpid()}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, final)
-    manifest = {**meta, "shard": i, "clips": sorted(clips), "sha256": _sha256(final)}
+    manifest = {**meta, "shard": i, "clips": sorted(clips), "sha256": file_sha256(final)}
     _write_text_atomic(root / f"{name}.json", json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
@@ -103,7 +93,7 @@ def shard_done(root: Path, i: int, verify: bool = False) -> bool:
         return True
     data = json.loads(man.read_text())
     tensors = root / f"{shard_name(i)}.safetensors"
-    return tensors.is_file() and _sha256(tensors) == data.get("sha256")
+    return tensors.is_file() and file_sha256(tensors) == data.get("sha256")
 
 
 def write_index(root: Path, meta: dict[str, Any], num_shards: int) -> dict[str, Any]:
