@@ -11,9 +11,14 @@
   3. creates the `cpu` and `gpu` process work pools, a pool concurrency limit on `gpu`
      (one run per GPU worker) and a `gpu` tag concurrency limit (GPU memory guard);
   4. registers every deployment of deployments/prefect.yaml;
-  5. starts one `cpu` and one `gpu` process worker, each with its own STEPFOLEY_* settings.
-`down` stops workers first (they hang if the server goes first), then the server, then
-PostgreSQL. Process ids live in STATE/pids.json. Uses only the venv's `prefect` CLI.
+  5. starts the warm GPU agents (`--gpu-agents`, default 1: `python -m flows.gpu_agent`, one
+     per device, each loads the bundle once and serves windows from memory) and waits until
+     each has its model loaded; then one `cpu` process worker (backfills, uploads, assets:
+     windows go to the agents, `STEPFOLEY_GPU_DEPLOYMENT=agents`, two assets in flight per
+     agent) and one `gpu` process worker (operator regenerations), each with its own
+     STEPFOLEY_* settings.
+`down` stops workers and agents first (they hang if the server goes first), then the server,
+then PostgreSQL. Process ids live in STATE/pids.json. Uses only the venv's `prefect` CLI.
 """
 
 from __future__ import annotations
@@ -69,6 +74,23 @@ def base_env(state: Path, api_url: str, extra: dict[str, str]) -> dict[str, str]
     })
     env.update(extra)
     return env
+
+
+def wait_agent(log: Path, pid: int, timeout: float) -> None:
+    """Until the agent prints its ready line (model loaded); its exit is an error."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if "stepfoley-agent-ready" in text:
+            return
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            raise SystemExit(f"GPU agent exited before it was ready: {text[-2000:]}")
+        time.sleep(0.3)
+    raise TimeoutError(f"GPU agent not ready within {timeout:.0f} s: {log}")
 
 
 def pg_bin(name: str) -> str:
@@ -153,8 +175,23 @@ def up(args: argparse.Namespace) -> None:
     common = {"STEPFOLEY_DATA_DIR": str(data_dir)}
     if db_url:
         common["STEPFOLEY_DATABASE_URL"] = db_url
+    # Deferred windows' parameters and results go through Prefect's local result storage: on
+    # the shared data dir, so a caller and an agent on different hosts both reach it.
+    common["PREFECT_LOCAL_STORAGE_PATH"] = str(data_dir / "prefect-storage")
+    device = os.environ.get("STEPFOLEY_GPU_DEVICE", "cpu")
+    for i in range(args.gpu_agents):
+        agent_env = {**env, **common, "STEPFOLEY_DEVICE": device if device == "cpu" or args.gpu_agents == 1
+                     else f"{device}:{i}"}
+        a = subprocess.Popen([sys.executable, "-m", "flows.gpu_agent", "--limit", "1"],
+                             env=agent_env, cwd=REPO, stdout=open(logs / f"agent-{i}.log", "wb"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        pids[f"agent-{i}"] = a.pid
+    pid_file.write_text(json.dumps(pids))
+    for i in range(args.gpu_agents):
+        wait_agent(logs / f"agent-{i}.log", pids[f"agent-{i}"], 300)
     workers = {
-        "cpu": {**common, "STEPFOLEY_GPU_DEPLOYMENT": "generate-scene/gpu"},
+        "cpu": {**common, "STEPFOLEY_GPU_DEPLOYMENT": "agents",
+                "STEPFOLEY_CONCURRENCY": str(2 * max(1, args.gpu_agents))},
         "gpu": {**common, "STEPFOLEY_DEVICE": os.environ.get("STEPFOLEY_GPU_DEVICE", "cpu")},
     }
     for pool, extra in workers.items():
@@ -195,7 +232,8 @@ def down(args: argparse.Namespace) -> None:
         print("no stack to stop")
         return
     pids = json.loads(pid_file.read_text())
-    for key in ("worker-cpu", "worker-gpu", "server"):
+    agents = sorted(k for k in pids if k.startswith("agent-"))
+    for key in ("worker-cpu", "worker-gpu", *agents, "server"):
         if isinstance(pids.get(key), int):
             _kill(pids[key])
     if pids.get("postgres"):
@@ -216,6 +254,8 @@ def main() -> None:
     pu.add_argument("--data-dir")
     pu.add_argument("--port", type=int, default=0)
     pu.add_argument("--gpu-workers", type=int, default=1)
+    pu.add_argument("--gpu-agents", type=int, default=1,
+                    help="warm GPU agents (one per device; STEPFOLEY_GPU_DEVICE=cuda → cuda:i)")
     pu.add_argument("--cpu-slots", type=int, default=2)
     pd = sub.add_parser("down")
     pd.add_argument("--state", default=str(REPO / ".stack"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import flow, task
@@ -29,8 +30,18 @@ def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_i
         runs.release(candidate["asset_id"], owner, settings)
 
 
+def _assets_at_once() -> int:
+    """Assets a worker's backfill processes at once: ``STEPFOLEY_CONCURRENCY`` (default 1; the
+    CLI passes its own). With warm GPU agents the worker sets it to about twice the agents, so
+    the next asset's scenes and prompts run while the agents generate (deployments/stack.py)."""
+    try:
+        return max(1, int(os.environ.get("STEPFOLEY_CONCURRENCY", "1")))
+    except ValueError:
+        return 1
+
+
 @flow(name="backfill-library", flow_run_name="backfill {library}", log_prints=False,
-      task_runner=ThreadPoolTaskRunner(max_workers=1))
+      task_runner=ThreadPoolTaskRunner(max_workers=_assets_at_once()))
 def backfill_library(library: str, settings: dict[str, Any] | None = None,
                      limit: int | None = None, kind: str = "backfill",
                      paths: list[str] | None = None,

@@ -1,13 +1,44 @@
-"""The GPU unit: one window's tracks, in order, with Negative Audio Guidance."""
+"""The GPU unit: one window's tracks, in order, with Negative Audio Guidance.
+
+Where a window runs is the worker's setting ``STEPFOLEY_GPU_DEPLOYMENT``:
+
+  (unset)    in this process, as a task of the calling flow (the embedded run);
+  ``agents`` on the warm GPU agents (flows/gpu_agent.py): every window of the asset is
+             deferred at once (``gpu_window_task.delay``), so windows of all the assets in
+             progress queue together and the agents take them as they free up; this flow
+             waits for its own windows and goes on to mix the moment the last one is done;
+  NAME       a ``generate-scene`` flow run per window on deployment NAME (a process worker
+             starts a new Python per window and reloads the model: 9.6x slower than the
+             embedded run on the demo bundle; kept for pools that must run flows).
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+from prefect.states import Crashed
 
 from tasks import runs, stages
-from tasks.prefect_tasks import generate_window_local_task, generate_window_task
+from tasks.config import settings_from_json
+from tasks.prefect_tasks import (
+    generate_window_local_task,
+    generate_window_task,
+    gpu_window_task,
+)
+from tasks.window_lease import lease_expired, lease_path
+
+AGENTS = "agents"
+# A window's lease outlives its agent's last renewal by this much (tasks/window_lease.py); a
+# run whose lease lapsed is dispatched again. Caller-side: the caller hands it to the agent.
+LEASE_TTL_S = float(os.environ.get("STEPFOLEY_WINDOW_LEASE_TTL_S", "30"))
+# How often the caller re-reads its in-flight windows (states and leases) when no end arrives.
+POLL_S = 2.0
+# Dispatches of one window (the first + re-dispatches after its agent died) before giving up.
+MAX_DISPATCHES = 3
 
 
 @flow(name="generate-scene", flow_run_name="window {job[scene_index]}.{job[window_index]}",
@@ -38,3 +69,75 @@ def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[d
                            f"ended {run.state.name if run.state else 'without a state'}")
     # The database, not Prefect's result storage, carries the tracks across machines.
     return stages.window_tracks(job["scene_id"], settings)
+
+
+def dispatch_windows(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    """Generate every window of an asset where the settings say (see the module docstring)."""
+    target = settings.get("gpu_deployment")
+    if not target:
+        for job in jobs:
+            generate_window_local_task(job, settings)
+    elif target == AGENTS:
+        wait_for_agents(jobs, settings)
+    else:
+        for job in jobs:
+            dispatch_generation(job, settings)
+
+
+def _name(job: dict[str, Any]) -> str:
+    return f"window {job['scene_index']}.{job['window_index']}"
+
+
+def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    """Defer all the windows to the GPU agents, then wait until each has ended.
+
+    A window whose agent died (its lease lapsed, tasks/window_lease.py) is marked Crashed and
+    dispatched again, up to MAX_DISPATCHES times; a window that fails (e.g. its agent cannot
+    load the model: ModelLoadError) raises with the agent's reason once the others have ended,
+    so the asset fails with that reason and the backfill goes on with the next asset."""
+    data_dir = settings_from_json(settings).data_dir
+
+    def dispatch(job: dict[str, Any]) -> dict[str, Any]:
+        key = uuid.uuid4().hex
+        future = gpu_window_task.delay(job, settings, key, LEASE_TTL_S)
+        return {"job": job, "future": future, "key": key}
+
+    inflight = [dispatch(job) for job in jobs]
+    dispatches = {i: 1 for i in range(len(jobs))}
+    slots = dict(enumerate(inflight))
+    errors: list[str] = []
+    while slots:
+        # Event-driven wait on the oldest window (an agent takes windows in order), then one
+        # API read for the states of all the windows still in flight.
+        first = slots[min(slots)]
+        first["future"].wait(timeout=POLL_S)
+        with get_client(sync_client=True) as client:
+            ids = [w["future"].task_run_id for w in slots.values()]
+            states = {r.id: r for r in client.read_task_runs(
+                task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=ids)))}
+            for i, w in list(slots.items()):
+                run = states.get(w["future"].task_run_id)
+                state = run.state if run else None
+                if state is None:
+                    continue
+                if state.is_completed():
+                    del slots[i]
+                elif state.is_final():
+                    errors.append(f"{_name(w['job'])}: {state.name}: {state.message}")
+                    del slots[i]
+                elif state.is_running():
+                    since = run.start_time.timestamp() if run.start_time else None
+                    why = lease_expired(lease_path(data_dir, w["key"]), since, LEASE_TTL_S)
+                    if why is None:
+                        continue
+                    client.set_task_run_state(
+                        run.id, Crashed(message=f"GPU agent lost: {why}; window dispatched again"),
+                        force=True)
+                    if dispatches[i] >= MAX_DISPATCHES:
+                        errors.append(f"{_name(w['job'])}: {dispatches[i]} agents lost it ({why})")
+                        del slots[i]
+                        continue
+                    dispatches[i] += 1
+                    slots[i] = dispatch(w["job"])
+    if errors:
+        raise RuntimeError("GPU agents failed " + "; ".join(errors))

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 from prefect.transactions import CommitMode, transaction
 
-from flows.generate_scene import dispatch_generation
+from flows.generate_scene import dispatch_windows
 from tasks import runs, stages
 from tasks.errors import MediaError
 from tasks.prefect_tasks import (finish_asset_task, ingest_asset_task, mix_asset_task,
@@ -34,9 +34,9 @@ def process_asset(path: str, settings: dict[str, Any] | None = None,
             windows = plan_windows_task(asset, s)
             # 3. missing-sound prompts per shot, shared by its windows (cached)
             jobs = propose_prompts_task(asset, windows, s)
-            # 4. generation, window by window, tracks in order (GPU deployment when configured)
-            for job in jobs:
-                dispatch_generation(job, s)
+            # 4. generation, tracks in order per window (on the GPU agents when configured:
+            #    all windows at once, flows/generate_scene.py)
+            dispatch_windows(jobs, s)
             # 5. mix stems over the original bed (cached)
             mix = mix_asset_task(asset, s)
             # 6. mux mix + stems into the video, picture copied (cached)

@@ -20,6 +20,7 @@ from tasks import policy, stages
 from tasks.caching import NOT_CACHED, cached_stage
 from tasks.config import settings_from_json
 from tasks.generate import run_window
+from tasks.gpu_agent import serve_window
 from tasks.regenerate import regenerate
 from tasks.report import report_run
 
@@ -47,6 +48,15 @@ generate_window_task = task(name="generate-window", tags=["gpu"], timeout_second
 # concurrency-slot round trip to the Prefect API per window and no limit applies in process.
 generate_window_local_task = task(name="generate-window", timeout_seconds=policy.LONG_STAGE_S,
                                   **policy.GPU_STAGE, **cached_stage("generate-window"))(run_window)
+# On a warm GPU agent (flows/gpu_agent.py serves it; flows/generate_scene.py defers it): untagged,
+# since each agent takes one window at a time (its task worker's limit) and a tag would cost a
+# concurrency-slot round trip per window (docs/performance.md, "Warm GPU agents"). Not the stage
+# cache: a deferred task's parameters are written with its result storage and serializer, which
+# for cached_stage are "/" and JSON (the run context is not JSON); a rerun's window resumes from
+# its recorded tracks instead (tasks/generate.py).
+gpu_window_task = task(name="gpu-window", task_run_name="window {job[scene_index]}.{job[window_index]}",
+                       timeout_seconds=policy.LONG_STAGE_S, **policy.GPU_STAGE,
+                       **NOT_CACHED)(serve_window)
 
 # ---------------------------------------------------------------- runs, uploads, the review loop
 stable_uploads_task = task(name="scan-uploads", **policy.CPU_STAGE, **NOT_CACHED)(stages.stable_uploads)

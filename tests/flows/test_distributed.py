@@ -1,20 +1,22 @@
-"""Distributed integration: a real Prefect server (PostgreSQL-backed) on 127.0.0.1, `cpu` and
-`gpu` process workers, deployments from deployments/prefect.yaml, a backfill started with
-run_deployment — same provenance rows and output hashes as the embedded run."""
+"""Distributed integration: a real Prefect server (PostgreSQL-backed) on 127.0.0.1, a `cpu`
+process worker and a warm GPU agent (deployments/stack.py), deployments from
+deployments/prefect.yaml, a backfill started with run_deployment — same provenance rows and
+output hashes as the embedded run, every window served by the one agent process from memory."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from sql.schema import Output, Track
+from sql.schema import Output, Scene, Track
 from sql.session import make_engine, session_scope
 from tests.flows.conftest import make_library, stepfoley
 
@@ -48,7 +50,8 @@ def test_backfill_through_deployments_matches_embedded(tmp_path: Path, tiny_bund
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     state = tmp_path / "stack"
-    env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib)}
+    # the agent preloads the run's bundle (as an installation sets STEPFOLEY_BUNDLE)
+    env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib), "STEPFOLEY_BUNDLE": str(tiny_bundle)}
     up = subprocess.run([sys.executable, str(REPO / "deployments" / "stack.py"), "up", "--state",
                          str(state), "--postgres"], env=env, capture_output=True, text=True,
                         timeout=300, cwd=REPO)
@@ -63,9 +66,12 @@ def test_backfill_through_deployments_matches_embedded(tmp_path: Path, tiny_bund
             "print(fr.state.type.value)\n"
             "from prefect.client.orchestration import get_client\n"
             "from prefect.client.schemas.filters import FlowRunFilter, FlowFilter, FlowFilterName\n"
+            "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName\n"
             "with get_client(sync_client=True) as c:\n"
             "    runs = c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=['generate-scene'])))\n"
-            "    print('GPU_RUNS', sorted({(r.work_pool_name, r.state.type.value) for r in runs}), len(runs))\n")
+            "    print('FLOW_RUNS_PER_WINDOW', len(runs))\n"
+            "    trs = c.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_='window ')))\n"
+            "    print('GPU_TASK_RUNS', sorted({(t.state.type.value, t.flow_run_id is not None) for t in trs}), len(trs))\n")
         params = {"library": str(lib), "settings": gen}
         run = subprocess.run([sys.executable, "-c", script, json.dumps(params)], capture_output=True,
                              text=True, timeout=700, cwd=REPO,
@@ -81,8 +87,17 @@ def test_backfill_through_deployments_matches_embedded(tmp_path: Path, tiny_bund
                 (f["stage"], f["error_class"], f["message"][:300]) for f in list_failures(s)]
         assert _tracks(url) == _tracks(f"sqlite:///{embedded / 'stepfoley.db'}"), facts
         assert _outputs(url) == _outputs(f"sqlite:///{embedded / 'stepfoley.db'}")
-        # every window ran as its own flow run on the gpu pool
-        assert "GPU_RUNS [('gpu', 'COMPLETED')]" in run.stdout, run.stdout
+        # every window ran as a task run of its asset's flow run, on the one warm agent process
+        agent_log = (state / "logs" / "agent-0.log").read_text()
+        timings = [json.loads(line.split("stepfoley-window-timing ", 1)[1])
+                   for line in agent_log.splitlines() if "stepfoley-window-timing " in line]
+        with session_scope(make_engine(url)) as s:
+            windows = s.execute(select(func.count(Scene.id))).scalar_one()
+            devices = set(s.execute(select(Track.device)).scalars())
+        assert len(timings) == windows and windows >= 5, agent_log[-3000:]
+        assert devices == {f"cpu@{socket.gethostname()}"}
+        assert "FLOW_RUNS_PER_WINDOW 0" in run.stdout, run.stdout
+        assert f"GPU_TASK_RUNS [('COMPLETED', True)] {windows}" in run.stdout, run.stdout
     finally:
         subprocess.run([sys.executable, str(REPO / "deployments" / "stack.py"), "down", "--state",
                         str(state)], capture_output=True, timeout=120, cwd=REPO)

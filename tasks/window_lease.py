@@ -1,0 +1,89 @@
+"""Window leases: how the caller of a deferred window tells a dead GPU agent from a busy one.
+
+A GPU agent that takes a window (a deferred Prefect task run) holds a lease for it, under a
+key the caller chose for that dispatch:
+
+    DATA_DIR/leases/<lease key>.json = {"owner": "host:pid", "expires_at": t_renew + ttl}
+
+written at start and renewed every ttl/3 by a heartbeat thread (temp file + rename, so a
+reader sees the old or the new record, never half of one), removed when the window ends.
+Prefect records no liveness for task runs: an agent killed mid-window leaves its run RUNNING
+forever. The caller waiting for the window therefore reads the lease: a run still RUNNING
+whose lease expired (or that never wrote one within ttl of starting) belongs to a dead agent,
+and the window is dispatched again; the new attempt resumes from the tracks already recorded
+(tasks/generate.py), so the result is the same as an uninterrupted run. The recovery time is
+bounded by ttl (+ one caller poll), not by a person.
+
+The lease lives in the shared data directory (every agent and caller has it: stems are
+written there) rather than the provenance database: it is liveness, not provenance, and a
+renewal every few seconds per agent would be write traffic the record of truth does not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def lease_path(data_dir: Path, key: str) -> Path:
+    return Path(data_dir) / "leases" / f"{key}.json"
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _write(path: Path, owner: str, ttl_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"owner": owner, "expires_at": time.time() + ttl_s}))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def hold_lease(path: Path, ttl_s: float) -> Iterator[None]:
+    """Hold the lease at ``path`` (renewed at ttl/3) until the block ends, then drop it."""
+    owner = owner_name()
+    _write(path, owner, ttl_s)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ttl_s / 3):
+            try:
+                _write(path, owner, ttl_s)
+            except OSError:  # a missed beat only shortens the lease; the next one retries
+                pass
+
+    t = threading.Thread(target=beat, name="window-lease", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        path.unlink(missing_ok=True)
+
+
+def lease_expired(path: Path, running_since: float | None, ttl_s: float,
+                  now: float | None = None) -> str | None:
+    """Why the run holding ``path`` is presumed dead, or None while it is alive.
+
+    ``running_since``: when the run entered RUNNING (epoch seconds), None if it has not."""
+    now = time.time() if now is None else now
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        if running_since is not None and now - running_since > ttl_s:
+            return f"running for {now - running_since:.0f} s without a lease"
+        return None
+    except (OSError, ValueError):
+        return None  # being replaced right now: read again at the next poll
+    if float(record.get("expires_at", 0)) < now:
+        return f"lease of {record.get('owner')} expired {now - float(record['expires_at']):.0f} s ago"
+    return None
