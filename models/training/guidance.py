@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from models.generation.bundle import bundle_identity
+from models.generation.bundle import file_sha256, path_digest
 from models.generation.controlnet import AudioControlNet
 from models.generation.mmaudio import MMAudio
 from models.training.distributed import rank_and_world
@@ -148,8 +148,9 @@ def train_guidance_on(bundle: Path, source: PairSource, *, steps: int, batch: in
         summary["xtilde_dependence"] = xtilde_dependence(net, cn.eval(), source, seed=seed)
     record = {"data": source.identity(), "steps": steps, "seed": seed, "batch": batch,
               "grad_accum": grad_accum, "lr": lr, "null_video_p": null_video_p,
-              "base_weights_sha256": bundle_identity(bundle)["weights"].get(
-                  "transformer/diffusion_pytorch_model.safetensors"),
+              # (a bundle being trained by `train all` has no model_index.json yet)
+              "base_weights_sha256": path_digest({str(f.relative_to(bundle)): file_sha256(f)
+                                                  for f in sorted((bundle / "transformer").glob("*.safetensors"))}),
               "summary": summary}
     if rank_and_world()[0] == 0:
         write_branch(bundle, cn, record)
