@@ -68,10 +68,11 @@ def register(cli: click.Group) -> None:
                  orders: str, tracks: str, steps: int, no_yamnet: bool, threads: int, quick: bool,
                  out: Path) -> None:
         """Compare NAG with independent CFG and negative-text prompting on held-out scenes."""
+        # CLI start-up: the evaluation stack (torch, FoleyWorld) loads only for this command
         from models.training import foleyworld as fw
-        from models.evaluation.report import write_report
-        from models.evaluation.evaluate import EvalConfig, run_evaluation
-        from models.training.train import DEFAULT_BUNDLE_DIR
+        from models.evaluation.report import write_report  # (same reason)
+        from models.evaluation.evaluate import EvalConfig, run_evaluation  # (same reason)
+        from models.training.train import DEFAULT_BUNDLE_DIR  # (same reason)
 
         bundle = bundle or DEFAULT_BUNDLE_DIR
         if not (bundle / "evaluator").is_dir():

@@ -30,6 +30,7 @@ def _config_arg(value: str) -> str | dict[str, Any]:
             return json.loads(p.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read config {value}: {exc}") from exc
+    # CLI start-up: torch and the model code load only when a model command runs
     from models.generation.mmaudio import PRESETS
 
     if value not in PRESETS:
@@ -40,9 +41,10 @@ def _config_arg(value: str) -> str | dict[str, Any]:
 
 def _convert_release(release: Path, variant: str, out: Path, config: str | None, vocoder_dir: Path | None,
                      clip_dir: Path | None, force: bool) -> None:
+    # CLI start-up: loaded only when this command runs
     from models.generation.bundle import bundle_identity
-    from models.generation.convert import convert_release
-    from models.mmaudio_family.release import ReleaseError
+    from models.generation.convert import convert_release  # (same reason)
+    from models.mmaudio_family.release import ReleaseError  # (same reason)
 
     overrides = None
     if config is not None:
@@ -91,6 +93,7 @@ def register(cli: click.Group) -> None:
             return
         if checkpoint is None or config is None:
             raise click.UsageError("give --from DIR --variant PRESET, or --checkpoint FILE --config PRESET")
+        # CLI start-up: loaded only when this command runs
         from models.generation.convert import convert_mmaudio
 
         try:

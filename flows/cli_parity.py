@@ -26,6 +26,7 @@ def register(cli: click.Group) -> None:
         """Check our MMAudio-family code against the official numbers in DIR's fixtures."""
         import torch
 
+        # CLI start-up: the model code loads only for this command
         from models.mmaudio_family.parity import find_fixtures, fixture_rows
 
         torch.set_num_threads(threads)

@@ -27,9 +27,10 @@ def _regenerate_flow() -> tuple[Any, Any]:
     it imports, imported now on the starting thread: two jobs importing torch/diffusers at once
     on their own threads could get a partially initialised module (tasks/warm_imports.py, issue
     #21). Imported here, not at the top, so a read-only dashboard starts without torch."""
+    # imported on use so a read-only dashboard starts without torch (see the docstring)
     from flows.regenerate import regenerate_track
-    from tasks.regenerate import check_take
-    from tasks.warm_imports import import_pipeline_modules
+    from tasks.regenerate import check_take  # (same reason)
+    from tasks.warm_imports import import_pipeline_modules  # (same reason)
 
     import_pipeline_modules()
     return regenerate_track, check_take

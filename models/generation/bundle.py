@@ -122,6 +122,7 @@ def place(pipe: Any, device: str, dtype: str = "auto") -> Any:
 
 def load_bundle(path: str | Path, device: str = "cpu", dtype: str = "auto"):
     """The ``StepByStepV2APipeline`` of a local bundle, on ``device`` in ``dtype``, in eval mode."""
+    # pipeline.py imports this module (place, resolve_dtype): imported on use
     from models.generation.pipeline import StepByStepV2APipeline
 
     pipe = StepByStepV2APipeline.from_pretrained(Path(path).expanduser())

@@ -77,6 +77,7 @@ def convert_release(root: str | Path, preset: str, out: str | Path,
     """Convert the official release under ``root`` for ``preset`` into the bundle ``out``."""
     import diffusers
 
+    # the MMAudio family (CLIP, Synchformer, VAE, vocoders) loads only for a whole-release conversion
     from models.mmaudio_family.release import (
         OFFICIAL_MD5,
         ReleaseError,
@@ -87,8 +88,8 @@ def convert_release(root: str | Path, preset: str, out: str | Path,
         load_synchformer,
         locate_release,
     )
-    from models.mmaudio_family.text_encoder import ClipTextEncoder
-    from models.mmaudio_family.video_features import MMAudioVideoFeatures
+    from models.mmaudio_family.text_encoder import ClipTextEncoder  # (same reason)
+    from models.mmaudio_family.video_features import MMAudioVideoFeatures  # (same reason)
 
     ov = {k: dict(v) for k, v in (overrides or {}).items()}
     unknown = set(ov) - {"network", "vae", "vocoder", "synchformer"}

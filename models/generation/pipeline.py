@@ -162,6 +162,7 @@ class StepByStepV2APipeline(DiffusionPipeline):
         if hasattr(self.text_encoder, "encode_prompts"):
             feats = self.text_encoder.encode_prompts(list(texts))
         else:
+            # the demo family's tokenizer, for bundles whose text encoder has no encode_prompts
             from models.demo_family.features import tokenize
 
             ids, mask = tokenize(self.tokenizer, list(texts), int(self.transformer.config.text_seq_len))
