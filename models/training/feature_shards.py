@@ -39,7 +39,7 @@ FEATURE_COMPONENTS = ("transformer/", "codec/", "video_features/")
 SILENCE = "silence.safetensors"  # the latent of a silent segment (the x̃ = silence control)
 
 
-def feature_weightsfile_sha256(bundle: str | Path) -> str:
+def feature_weights_sha256(bundle: str | Path) -> str:
     """sha256 over the weight files of the components that make the features."""
     weights = bundle_identity(bundle)["weights"]
     return path_digest({k: v for k, v in weights.items() if k.startswith(FEATURE_COMPONENTS)})
@@ -48,7 +48,7 @@ def feature_weightsfile_sha256(bundle: str | Path) -> str:
 def check_features(root: str | Path, bundle: str | Path) -> dict[str, Any]:
     """The index of ``root``, refusing features made with other weights than ``bundle``'s."""
     index = json.loads((Path(root) / INDEX).read_text())
-    want = feature_weightsfile_sha256(bundle)
+    want = feature_weights_sha256(bundle)
     if index.get("feature_weights_sha256") != want:
         raise ValueError(f"{root}: features were extracted with other weights "
                          f"({str(index.get('feature_weights_sha256'))[:12]}) than {bundle}'s ({want[:12]}); "
