@@ -27,6 +27,9 @@ GEN_OPTIONS = [
                  help="User prompts extend (default) or replace the captioner's."),
     click.option("--bundle", type=click.Path(file_okay=False, path_type=Path),
                  help="Model bundle directory (default: the shipped foleyworld-tiny)."),
+    click.option("--captioner", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                 help="Captioner directory (a transformers VLM such as Qwen2.5-VL or SmolVLM, or a "
+                      "bundle with captioner/) instead of the bundle's own."),
     click.option("--alpha", type=ALPHA, help=f"Text/video guidance α (default {DEFAULT.alpha:g})."),
     click.option("--beta", type=BETA,
                  help=f"Negative audio guidance β (default {DEFAULT.beta:g}; 0 = CFG)."),

@@ -32,6 +32,15 @@ def _csv_rows(path: str) -> tuple[Any, ...]:
     return tuple(read_prompts_csv(path))
 
 
+def prompt_model_dirs(settings: Settings) -> tuple[Path | None, Path | None]:
+    """(captioner, scorer) directories a run's prompts stage loads: ``--captioner`` or the
+    bundle's captioner/; the demo bundle's scorer/, else an MMAudio-family bundle's own CLIP."""
+    bundle = Path(settings.bundle)
+    captioner = settings.captioner or (bundle if (bundle / "captioner").is_dir() else None)
+    scorer = bundle if (bundle / "scorer").is_dir() or is_mmaudio_bundle(bundle) else None
+    return (Path(captioner) if captioner else None), scorer
+
+
 def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
                       settings: Settings) -> dict[int, ScenePrompts]:
     """ScenePrompts per shot index."""
@@ -47,12 +56,10 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
     rows = list(_csv_rows(str(settings.prompts_csv))) if settings.prompts_csv else []
     rows += read_sidecar(fs_path)
     bundle = Path(settings.bundle)
-    if not (bundle / "captioner").is_dir() and not rows:
-        raise ConfigError(f"bundle {bundle} has no captioner/ and no user prompts were given "
-                          "(--prompts FILE.csv or a <video>.prompts.txt sidecar)")
-    # The scorer: the demo bundle's scorer/, else an MMAudio-family bundle's own CLIP (read at
-    # its input size, 384 for DFN5B, rather than the demo's 64 px keyframes).
-    scorer_dir = bundle if (bundle / "scorer").is_dir() or is_mmaudio_bundle(bundle) else None
+    captioner_dir, scorer_dir = prompt_model_dirs(settings)
+    if captioner_dir is None and not rows:
+        raise ConfigError(f"bundle {bundle} has no captioner/, no --captioner was given and no user "
+                          "prompts were given (--prompts FILE.csv or a <video>.prompts.txt sidecar)")
     keyframe_size = max(KEYFRAME_SIZE, clip_image_size(bundle) or 0)
     shots: dict[int, tuple[float, float]] = {}
     for w in windows:
@@ -63,14 +70,13 @@ def prompts_for_asset(path: str, sha256: str, windows: list[dict[str, Any]],
         audio = original_audio(fs_path, a, b, AUDIO_RATE)
         users = user_prompts_for_scene(rows, fs_path, sha256, a, b)
         seed = derive_seed(sha256, idx, 0, 0, "captioner", settings.generation_hash(), settings.seed)
-        captioner_dir = bundle if (bundle / "captioner").is_dir() else None
         if captioner_dir is None:
             out[idx] = finish_scene_prompts(Caption([], "", [], {"backend": "none"}), frames,
                                             k=settings.tracks, user_prompts=users, mode="replace",
                                             scorer=load_scene_scorer(str(scorer_dir), settings.device)
                                             if scorer_dir else None)
             continue
-        out[idx] = scene_prompts(frames, captioner_dir, scorer_dir,
+        out[idx] = scene_prompts(frames, str(captioner_dir), scorer_dir,
                                  k=settings.tracks, seed=seed % (2**31), original_audio=audio,
                                  sample_rate=AUDIO_RATE, user_prompts=users,
                                  mode=settings.prompts_mode, device=settings.device)

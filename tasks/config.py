@@ -54,6 +54,8 @@ class Settings:
     db_reconnect_s: float = 120.0
     prompts_csv: Path | None = None
     prompts_mode: str = "extend"
+    # A captioner directory (a bundle with captioner/, or a transformers VLM) instead of the bundle's.
+    captioner: Path | None = None
     gpu_deployment: str | None = None
     out_dir: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -108,7 +110,7 @@ class Settings:
 
 
 _ENV_PREFIX = "STEPFOLEY_"
-_PATHS = {"data_dir", "bundle", "prompts_csv", "out_dir"}
+_PATHS = {"data_dir", "bundle", "prompts_csv", "out_dir", "captioner"}
 # Where a worker runs decides these, not the caller that started the run.
 WORKER_LOCAL = ("device", "gpu_deployment", "threads")
 

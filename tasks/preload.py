@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as tlogging
 
+from tasks.asset_prompts import prompt_model_dirs
 from tasks.config import Settings
 from tasks.generate import load_bundle
 from tasks.prompts import load_prompt_models
@@ -37,17 +38,17 @@ def start_preload(settings: Settings) -> threading.Thread:
 
 def preload_models(settings: Settings) -> None:
     """Load what the prompt and generation stages of this process will load."""
-    bundle = Path(settings.bundle)
+    captioner, scorer = prompt_model_dirs(settings)
     try:
-        if (bundle / "captioner").is_dir():
-            _preload_prompt_models(settings, bundle)
+        if captioner is not None:
+            _preload_prompt_models(settings, captioner, scorer)
         if not settings.gpu_deployment:  # otherwise the windows are generated elsewhere
             load_bundle(str(settings.bundle), settings.device, settings.threads)
     except Exception as exc:  # the stage reports it
         log.debug("preloading models failed: %s", exc)
 
 
-def _preload_prompt_models(settings: Settings, bundle: Path) -> None:
+def _preload_prompt_models(settings: Settings, captioner: Path, scorer: Path | None) -> None:
     # As tasks/asset_prompts.py sets up before its first scene_prompts call.
     if settings.device == "cpu":
         torch.set_num_threads(max(1, settings.threads))
@@ -55,5 +56,4 @@ def _preload_prompt_models(settings: Settings, bundle: Path) -> None:
     tlogging.set_verbosity_error()
     # Not the audio taggers: they judge an audible original soundtrack only, which archive
     # footage mostly lacks; the first asset that has one loads them (tasks/prompts.py).
-    load_prompt_models(str(bundle), str(bundle) if (bundle / "scorer").is_dir() else None,
-                       settings.device)
+    load_prompt_models(str(captioner), str(scorer) if scorer else None, settings.device)
