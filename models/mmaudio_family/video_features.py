@@ -50,8 +50,8 @@ from models.mmaudio_family.video_preprocess import (
 )
 
 
-def _frames_tchw(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 ``[T, H, W, 3]`` / ``[1, T, H, W, 3]`` → uint8 ``[T, 3, H, W]``."""
+def _frames_thwc(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` / ``[1, T, H, W, 3]`` → uint8 ``[T, H, W, 3]`` (checked)."""
     x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
     if x.dim() == 5:
         if x.shape[0] != 1:
@@ -59,7 +59,16 @@ def _frames_tchw(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = x[0]
     if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
-    return x.permute(0, 3, 1, 2).contiguous()
+    return x
+
+
+def _at_size(frames: torch.Tensor | np.ndarray, size: int, resize: Any) -> torch.Tensor:
+    """uint8 ``[T, 3, size, size]``: frames already at the model's size are only transposed;
+    others go through the official transform (``resize``: THWC in, TCHW out)."""
+    x = _frames_thwc(frames)
+    if tuple(x.shape[1:3]) == (size, size):
+        return x.permute(0, 3, 1, 2).contiguous()
+    return resize(x, size)
 
 
 def _edge_pad(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -117,10 +126,7 @@ class MMAudioVideoFeatures(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def encode_clip(self, frames: torch.Tensor | np.ndarray, duration: float) -> torch.Tensor:
         """uint8 frames at 8 fps → ``[1, int(8 d), embed_dim]``."""
-        x = _frames_tchw(frames)
-        size = int(self.config.clip_size)
-        if tuple(x.shape[-2:]) != (size, size):
-            x = clip_frames_u8(x, size)
+        x = _at_size(frames, int(self.config.clip_size), clip_frames_u8)
         x = _edge_pad(x, max(1, clip_seq_len(duration)))
         dev = self.clip_visual.conv1.weight.device
         pixels = x.to(dev, torch.float32) / 255.0
@@ -132,10 +138,7 @@ class MMAudioVideoFeatures(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def encode_sync(self, frames: torch.Tensor | np.ndarray, duration: float) -> torch.Tensor:
         """uint8 frames at 25 fps → ``[1, 8 · S, sync_dim]`` (module docstring for S)."""
-        x = _frames_tchw(frames)
-        size = int(self.config.sync_size)
-        if tuple(x.shape[-2:]) != (size, size):
-            x = sync_frames_u8(x, size)
+        x = _at_size(frames, int(self.config.sync_size), sync_frames_u8)
         seg = int(self.synchformer.config.segment_frames)
         x = _edge_pad(x, max(seg, int(self.config.sync_fps * duration)))
         dev = self.synchformer.device

@@ -111,3 +111,20 @@ def test_guidance_branch_exists_for_every_preset(preset: str) -> None:
     depth = net.config.depth
     assert branch.config.num_layers == math.ceil(depth / 2) and len(branch.blocks) == math.ceil(depth / 2)
     assert [branch.block_for(j) for j in range(depth)] == [j // 2 for j in range(depth)]
+
+
+def test_video_features_take_frames_of_any_size(bundle: Path) -> None:
+    """Frames not at the model's size go through the official transforms first (it used to
+    crash: the layout was transposed before the resize)."""
+    from models.mmaudio_family.video_preprocess import clip_frames_u8, sync_frames_u8
+
+    pipe = StepByStepV2APipeline.from_pretrained(bundle)
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 200, 300, 3), generator=gen, dtype=torch.uint8)
+    direct = pipe.video_features.encode_clip(frames, 0.25)
+    resized = clip_frames_u8(frames, 384).permute(0, 2, 3, 1).contiguous()
+    assert torch.equal(direct, pipe.video_features.encode_clip(resized, 0.25))
+    sync_frames = torch.randint(0, 256, (24, 240, 320, 3), generator=gen, dtype=torch.uint8)
+    direct = pipe.video_features.encode_sync(sync_frames, 24 / 25)
+    resized = sync_frames_u8(sync_frames, 224).permute(0, 2, 3, 1).contiguous()
+    assert torch.equal(direct, pipe.video_features.encode_sync(resized, 24 / 25))
