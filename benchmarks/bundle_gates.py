@@ -7,13 +7,22 @@ bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
 2. two sources, step by step: leakage = evaluator score of track 1's class in track 2,
    NAG (α 4.5, β 1.5, against track 1) vs independent CFG; 95 % bootstrap intervals of each
    mean, and of the paired per-scene reduction (independent − NAG, same scene and seed): the
-   gate holds when that interval lies above zero.
+   gate holds when that interval lies above zero;
+3. synchronisation (issue 19 §1): one-source held-out scenes, the six event-driven classes in
+   turn; onsets of the generated track (the source's caption with the scene's video), of the
+   real source audio (ceiling) and of the same prompt and seed with another scene's video
+   (floor) against the visual event times: onset F1 within ±80 ms, median |offset| of matched
+   onsets, DeSync (|lag| of the onset envelope's cross-correlation with the event train), per
+   class and overall with 95 % scene-bootstrap intervals (``models.evaluation.sync``).
+
+`python benchmarks/bundle_gates.py BUNDLE [N] [--sync M] [--only sync] [--figure PNG]`: M sync
+scenes (default 36, 0 = skip); --only sync skips sections 1–2; --figure writes onset rasters.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 import numpy as np
 import torch
@@ -21,6 +30,9 @@ import torch
 from models.training import foleyworld as fw
 from models.generation.bundle import load_bundle
 from models.evaluation.evaluator import load_evaluator
+from models.evaluation.sync import markdown_table, summarise_sync
+from models.evaluation.sync_plot import plot_onset_rasters
+from models.evaluation.sync_run import SyncItem, measure_sync, single_source_items
 
 
 def boot(x: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
@@ -29,10 +41,26 @@ def boot(x: np.ndarray, seed: int = 0, n: int = 2000) -> list[float]:
     return [float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def main(bundle: str, n: int = 22) -> dict:
+def sync_section(pipe, m: int, figure: str | None = None) -> dict:
+    """Section 3 on ``m`` one-source held-out scenes (seeds test + 8000 …, default settings)."""
+    items = single_source_items(range(fw.SPLITS["test"].start + 8000, fw.SPLITS["test"].start + 8000 + m))
+
+    def generate(item: SyncItem, video_of: SyncItem) -> np.ndarray:
+        return pipe.generate_track(video_of.video, 8.0, item.caption, seed=item.seed).waveform
+
+    rows = measure_sync(items, generate, int(pipe.codec.sample_rate))
+    if figure:
+        plot_onset_rasters(rows, figure)
+    summary = summarise_sync(rows)
+    return {"scenes": m, "summary": summary, "table": markdown_table(summary), "rows": rows}
+
+
+def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figure: str | None = None) -> dict:
     torch.set_num_threads(1)
     pipe = load_bundle(bundle)
     pipe.set_progress_bar_config(disable=True)
+    if only == "sync":
+        return {"sync": sync_section(pipe, sync, figure)}
     ev = load_evaluator(f"{bundle}/evaluator")
     base = fw.SPLITS["test"].start + 5000
     hits, peaks, nan = [], [], 0
@@ -64,13 +92,23 @@ def main(bundle: str, n: int = 22) -> dict:
             s = ev.class_scores(t2.waveform, 16000)
             leak[mode].append(s[a.cls])
             fid[mode].append(s[b.cls])
-    return {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
-            "ground_truth_top1": boot(np.array(truth)), "codec_round_trip_top1": boot(np.array(round_trip)),
-            "max_peak": max(peaks),
-            "leakage": {m: boot(np.array(v)) for m, v in leak.items()},
-            "leakage_reduction_paired": boot(np.array(leak["independent"]) - np.array(leak["nag"])),
-            "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}
+    out = {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
+           "ground_truth_top1": boot(np.array(truth)), "codec_round_trip_top1": boot(np.array(round_trip)),
+           "max_peak": max(peaks),
+           "leakage": {m: boot(np.array(v)) for m, v in leak.items()},
+           "leakage_reduction_paired": boot(np.array(leak["independent"]) - np.array(leak["nag"])),
+           "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}
+    if sync:
+        out["sync"] = sync_section(pipe, sync, figure)
+    return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 22), indent=2))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bundle")
+    ap.add_argument("n", nargs="?", type=int, default=22)
+    ap.add_argument("--sync", type=int, default=36, help="one-source scenes for the sync section (0 = skip)")
+    ap.add_argument("--only", choices=["sync"], help="run only this section")
+    ap.add_argument("--figure", help="PNG path for the sync section's onset rasters")
+    a = ap.parse_args()
+    print(json.dumps(main(a.bundle, a.n, a.sync, a.only, a.figure), indent=2, default=float))

@@ -24,6 +24,12 @@ E = Σ_{j<k} track_j:
 
 Per scene: the mix M = Σ_k track_k; class-set recall of M; and over scenes the Fréchet distance
 between {e_J(M_s)} and {e_J(real mixture of s)}. Statistics and intervals: ``models.evaluation.metrics``.
+
+Synchronisation (``cfg.sync``, on by default): for every event-driven source of every scene, the
+independent-CFG track of its caption (the one the conditions above already generate: same
+prompt, seed and video, no negatives), the real isolated source audio (ceiling) and the same
+prompt and seed with another scene's video (floor, one extra track per source) are scored
+against the source's visual event times (``models.evaluation.sync_run``, ``models.evaluation.sync``).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import numpy as np
 
 from models.evaluation.evaluator import load_evaluator
 from models.evaluation.metrics import class_set_recall, cosine100
+from models.evaluation.sync_run import SyncItem, items_of_scene, measure_sync
 from models.evaluation.yamnet_judge import YamnetJudge
 from models.generation.bundle import load_bundle
 from models.generation.guidance_settings import DEFAULT, ORDERS, check_alpha, check_beta, check_mode, \
@@ -74,6 +81,7 @@ class EvalConfig:
     beta: float = DEFAULT.beta
     yamnet: bool = True
     threads: int = 1
+    sync: bool = True  # the synchronisation table (one extra track per event-driven source)
 
     def validate(self) -> None:
         test = fw.SPLITS["test"]
@@ -136,6 +144,7 @@ class EvalResult:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    sync: list[dict[str, Any]] = field(default_factory=list)
 
 
 def scene_for(seed: int, tracks: tuple[int, int]) -> tuple[fw.Scene, SceneSpec]:
@@ -196,9 +205,15 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
     specs = [scene_for(s, cfg.tracks) for s in cfg.seeds]
     total = sum(len(sp.classes) - 1 for _, sp in specs) * len(conds) + \
         len(specs) * len({c.order for c in conds})
+    sync_items = [it for sc, _ in specs for it in items_of_scene(sc, track_seed)] if cfg.sync else []
+    if len({it.scene for it in sync_items}) < 2:
+        sync_items = []  # the shuffled-video floor needs a second scene
+    # Floors always; own-video tracks only when no independent condition generates them.
+    total += len(sync_items) * (1 if any(c.method == "independent" for c in conds) else 2)
     done = 0
     emb: dict[str, list[np.ndarray]] = {}
     gen_s = judge_s = 0.0
+    independent: dict[tuple[int, str], np.ndarray] = {}  # (scene, class) → its independent track
 
     def judge(wave: np.ndarray) -> dict[str, tuple[dict[str, float], np.ndarray]]:
         nonlocal judge_s
@@ -244,6 +259,8 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
                         progress(cond.key, done, total)
                     if k == 0:
                         first[cond.order] = wave
+                if cond.method == "independent":
+                    independent[(spec.seed, cls)] = wave
                 if k > 0:
                     rec = {"scene": spec.seed, "condition": cond.key, "method": cond.method, "beta": cond.beta,
                            "order": cond.order, "position": k + 1, "K": len(order), "class": cls,
@@ -269,6 +286,21 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
         if si == 0:
             res.example["_real"] = [{"class": s.cls, "prompt": s.caption, "wave": s.audio} for s in sc.sources]
             res.example["_sample_rate"] = sr
+    if sync_items:
+        def generate(item: SyncItem, video_of: SyncItem) -> np.ndarray:
+            nonlocal gen_s, done
+            if video_of is item and (item.scene, item.cls) in independent:
+                return independent[(item.scene, item.cls)]  # same prompt, seed and video
+            t = time.time()
+            wave = pipe.generate_track(video_of.video, 8.0, item.caption, alpha=cfg.alpha, beta=0.0,
+                                       num_inference_steps=cfg.steps, mode="independent", seed=item.seed).waveform
+            gen_s += time.time() - t
+            done += 1
+            if progress:
+                progress("sync (event sources)", done, total)
+            return wave
+
+        res.sync = measure_sync(sync_items, generate, sr)
     res.embeddings = {k: np.stack(v) for k, v in emb.items()}
     res.timings = {"total_s": round(time.time() - t_start, 1), "generation_s": round(gen_s, 1),
                    "judging_s": round(judge_s, 1), "tracks_generated": done}
