@@ -18,15 +18,16 @@ pays per window to have the model in memory. Candidates:
                        (runner poll 1 s, caller poll 0.2 s: both far below their defaults)
 
 ``backfill``: the issue's library (3 demo assets: kitchen-door, three-shots, long-walk = 10
-windows) end to end, the shipped bundle, 3 steps, 2 tracks. First `stepfoley run` embedded,
-in this process (`flows.cli.main`, as the CLI does it), then the same library on a stack
-started by `deployments/stack.py up` (one `cpu` process worker, one warm GPU agent, SQLite
-provenance DB, the stack's server), the backfill started with `run_deployment`. The timed
-section of the distributed run is the `run_deployment` call (the agent is already warm, as
-in production); the embedded one is the whole `run` command minus the imports. Both write
-fresh data dirs; the track and output hashes of the two runs must match.
-Per-window orchestration overhead on the agent = (agent wall per window) − (its
-generate_window wall), read from the agent's own timing log.
+windows) end to end, the shipped bundle, 3 steps, 2 tracks. First the whole `stepfoley run`
+command (python -m flows ... run: imports, the local Prefect server, the models' load, as a
+user runs it), then the same library on a stack started by `deployments/stack.py up` (one
+`cpu` process worker, one warm GPU agent, SQLite provenance DB, the stack's server), the
+backfill started with `run_deployment` and timed to its end as the caller sees it (the agent
+is already warm, as in production; the worker's poll, the flow run's process start and its
+imports are in). Both write fresh data dirs; the track and output hashes must match.
+Also reported: the backfill flow run's start latency and its own start → end (from the API),
+and the agent's overhead per window (see ``_agent_overhead``), from the server's task runs
+and the agent's timing lines (tasks/gpu_agent.py).
 """
 
 from __future__ import annotations
@@ -174,20 +175,16 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"library": list(LIBRARY), "settings": gen, "runs": []}
 
     for rep in range(args.repeats):
-        # --- embedded, in this process, as the CLI runs it (in a child: a clean process)
+        # --- embedded: the whole `stepfoley run` command, as a user runs it (imports, the local
+        #     Prefect server and the models' load included: the distributed side pays its own)
         emb = work / f"embedded-{rep}"
-        code = ("import sys,time,os\n"
-                "os.environ['PREFECT_HOME']=sys.argv[1]+'/prefect'\n"
-                "from tasks.config import apply_offline_defaults; apply_offline_defaults()\n"
-                "import flows.cli, flows.backfill, tasks.generate\n"
-                "t0=time.perf_counter()\n"
-                "rc=flows.cli.main(['--data-dir',sys.argv[1],'run',sys.argv[2],'--bundle',"
-                "sys.argv[3],'--steps',sys.argv[4],'--tracks',sys.argv[5]])\n"
-                "print('WALL',time.perf_counter()-t0,rc)\n")
-        p = subprocess.run([sys.executable, "-c", code, str(emb), str(lib), bundle,
-                            str(args.steps), str(args.tracks)], capture_output=True, text=True,
-                           cwd=ROOT, timeout=900)
-        wall_emb = float(p.stdout.split("WALL", 1)[1].split()[0])
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "flows", "--data-dir", str(emb), "run", str(lib),
+                            "--bundle", bundle, "--steps", str(args.steps), "--tracks",
+                            str(args.tracks)], capture_output=True, text=True, cwd=ROOT, timeout=900)
+        wall_emb = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise SystemExit(f"embedded run failed: {p.stdout[-2000:]}{p.stderr[-3000:]}")
         # --- distributed: stack up (not timed), then the backfill through the deployments
         state = work / f"stack-{rep}"
         env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib)}
@@ -204,7 +201,17 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
                     "t0=time.perf_counter()\n"
                     "fr=run_deployment('backfill-library/on-demand',"
                     "parameters=json.loads(sys.argv[1]),timeout=900,poll_interval=0.5)\n"
-                    "print('WALL',time.perf_counter()-t0,fr.state.type.value)\n")
+                    "print('WALL',time.perf_counter()-t0,fr.state.type.value)\n"
+                    "from prefect.client.orchestration import get_client\n"
+                    "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName\n"
+                    "with get_client(sync_client=True) as c:\n"
+                    "    fr=c.read_flow_run(fr.id)\n"
+                    "    trs=c.read_task_runs(task_run_filter=TaskRunFilter("
+                    "name=TaskRunFilterName(like_='window ')))\n"
+                    "ts=lambda d: d.timestamp() if d else None\n"
+                    "print('RUNS',json.dumps({'flow':[ts(fr.created),ts(fr.start_time),"
+                    "ts(fr.end_time)],'tasks':[[ts(t.created),ts(t.start_time),ts(t.end_time)]"
+                    " for t in trs]}))\n")
             d = subprocess.run([sys.executable, "-c", code,
                                 json.dumps({"library": str(lib), "settings": gen})],
                                capture_output=True, text=True, cwd=ROOT, timeout=1000,
@@ -213,7 +220,9 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
             wall_dist = float(d.stdout.split("WALL", 1)[1].split()[0])
             ok = "COMPLETED" in d.stdout
             timings = _agent_timings(state / "logs" / "agent-0.log")
-            per_window = _agent_overhead(info["api_url"], timings)
+            api_runs = json.loads(d.stdout.split("RUNS", 1)[1].strip().splitlines()[0])
+            per_window = _agent_overhead(api_runs["tasks"], timings)
+            created, started, ended = api_runs["flow"]
         finally:
             subprocess.run([sys.executable, str(ROOT / "deployments" / "stack.py"), "down",
                             "--state", str(state)], capture_output=True, timeout=120, cwd=ROOT)
@@ -222,6 +231,9 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
         result["runs"].append({
             "embedded_wall_s": round(wall_emb, 2), "distributed_wall_s": round(wall_dist, 2),
             "throughput_ratio (embedded wall / distributed wall)": round(wall_emb / wall_dist, 3),
+            "backfill_flow_run: created→start (worker poll + process start + imports)":
+                round(started - created, 2),
+            "backfill_flow_run: start→end": round(ended - started, 2),
             "distributed_completed": ok, "same_tracks_and_outputs": same,
             "windows_on_agent": len(timings),
             "agent_overhead_per_window_s": per_window,
@@ -230,43 +242,30 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _agent_overhead(api_url: str, timings: list[dict[str, float]]) -> dict[str, Any]:
+def _agent_overhead(runs: list[list[float]], timings: list[dict[str, float]]) -> dict[str, Any]:
     """Agent time a window costs beyond ``generate_window``, from the server's task runs.
 
     Per window (one agent, one window at a time, so runs and timing lines pair in order):
     delivery = start − max(previous end, created) (queue → websocket → parameters read →
     RUNNING), in-run = (end − start) − generate_s (the engine's state round trips, the
-    bundle-cache lookup, the lease, the result and cache record writes). A window created
-    after the agent went idle starts its clock at its creation: idle time is not overhead."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-
-    async def read() -> list[Any]:
-        async with get_client() as c:
-            return await c.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="window ")))
-
-    os.environ["PREFECT_API_URL"] = api_url
-    runs = sorted((r for r in asyncio.run(read()) if r.start_time and r.end_time),
-                  key=lambda r: r.start_time)
+    bundle-cache lookup, the lease, the result write). A window created after the agent went
+    idle starts its clock at its creation: idle time is not overhead."""
+    runs = sorted((r for r in runs if r[1] and r[2]), key=lambda r: r[1])
     timings = sorted(timings, key=lambda t: t["end"])
     if len(runs) != len(timings):
         return {"error": f"{len(runs)} task runs vs {len(timings)} timing lines"}
     delivery, in_run, prev_end = [], [], None
-    for r, t in zip(runs, timings):
-        start, end, created = (r.start_time.timestamp(), r.end_time.timestamp(),
-                               r.created.timestamp())
+    for (created, start, end), t in zip(runs, timings):
         delivery.append(start - max(created, prev_end or created))
         in_run.append(end - start - t["generate_s"])
         prev_end = end
-    total = [a + b for a, b in zip(delivery, in_run)]
+    total = [x + y for x, y in zip(delivery, in_run)]
     return {"windows": len(total), "median_s": round(statistics.median(total), 3),
             "mean_s": round(statistics.mean(total), 3), "max_s": round(max(total), 3),
             "median_delivery_s": round(statistics.median(delivery), 3),
             "median_in_run_s": round(statistics.median(in_run), 3),
-            "generate_s_sum": round(sum(t["generate_s"] for t in timings), 2)}
+            "generate_s_sum": round(sum(t["generate_s"] for t in timings), 2),
+            "agent_busy_s (first start → last end)": round(runs[-1][2] - runs[0][1], 2)}
 
 
 def _wait_agent_ready(state: Path, timeout: float = 180) -> None:

@@ -125,8 +125,10 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
                 elif state.is_final():
                     errors.append(f"{_name(w['job'])}: {state.name}: {state.message}")
                     del slots[i]
-                elif state.is_running():
-                    since = run.start_time.timestamp() if run.start_time else None
+                elif not state.is_scheduled():
+                    # PENDING or RUNNING: an agent took it (a queued or retry-waiting run is
+                    # SCHEDULED and nobody's yet); its lease says whether that agent lives.
+                    since = state.timestamp.timestamp() if state.timestamp else None
                     why = lease_expired(lease_path(data_dir, w["key"]), since, LEASE_TTL_S)
                     if why is None:
                         continue
