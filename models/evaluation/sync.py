@@ -41,7 +41,9 @@ video; ``ceiling``: the real isolated source audio; ``floor``: the same prompt a
 *another* scene's video, the shuffled-video control), per class and overall: mean F1 and
 mean DeSync with 95 % percentile-bootstrap intervals over scenes
 (``models.evaluation.metrics.bootstrap_ci``), and the median |offset| of matched onsets with
-its interval from resampling scenes (``metrics.bootstrap_statistic``).
+its interval from resampling scenes (``metrics.bootstrap_statistic``). The paired difference
+F1(generated) − F1(floor) of the same source, prompt and seed (only the video differs) gets its
+own interval: what the picture adds, with scene difficulty and the prompt's prior cancelled.
 """
 
 from __future__ import annotations
@@ -163,6 +165,19 @@ def summarise_sync(rows: list[dict[str, Any]]) -> dict[str, Any]:
                           "desync": bootstrap_ci([[r["desync"] for r in g] for g in groups]),
                           "median_abs_offset": _median_offset_ci(sel), "tracks": len(sel)}
         out[role] = table
+    floor = {(r["scene"], r["class"], r["seed"]): r["f1"] for r in rows if r["role"] == "floor"}
+    pairs = [{"scene": r["scene"], "class": r["class"], "d": r["f1"] - floor[(r["scene"], r["class"], r["seed"])]}
+             for r in rows if r["role"] == "generated" and (r["scene"], r["class"], r["seed"]) in floor]
+    if pairs:
+        table = {}
+        for cls in [*SYNC_CLASSES, "all"]:
+            scenes: dict[int, list[float]] = defaultdict(list)
+            for p in pairs:
+                if cls == "all" or p["class"] == cls:
+                    scenes[p["scene"]].append(p["d"])
+            if scenes:
+                table[cls] = bootstrap_ci([scenes[k] for k in sorted(scenes)])
+        out["f1_generated_minus_floor"] = table
     return out
 
 
@@ -185,4 +200,8 @@ def markdown_table(summary: dict[str, Any]) -> list[str]:
             name = f"**{cls}**" if cls == "all" else cls
             lines.append(f"| {name} | {label[role]} | {row['tracks']} | {cell(row['f1'], 1, 2)} | "
                          f"{cell(row['median_abs_offset'], 1000, 0)} | {cell(row['desync'], 1, 2)} |")
+    paired = summary.get("f1_generated_minus_floor")
+    if paired:
+        lines += ["", "Paired F1(generated) − F1(floor), same source, prompt and seed (what the video adds): " +
+                  "; ".join(f"{c} {cell(ci, 1, 2)}" for c, ci in paired.items()) + "."]
     return lines

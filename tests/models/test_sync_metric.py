@@ -125,7 +125,8 @@ def test_summary_bootstraps_over_scenes_per_role_and_class() -> None:
     rows = []
     for role, f1 in (("generated", 0.5), ("ceiling", 1.0), ("floor", 0.1)):
         for scene in range(4):
-            rows.append({"scene": scene, "class": SYNC_CLASSES[scene % 2], "role": role, "f1": f1 + 0.01 * scene,
+            rows.append({"scene": scene, "class": SYNC_CLASSES[scene % 2], "role": role, "seed": scene,
+                         "f1": f1 + 0.01 * scene,
                          "desync": 0.1, "offsets": [0.01 * (scene + 1)] if f1 > 0.2 else []})
     s = summarise_sync(rows)
     assert s["ceiling"]["all"]["f1"]["mean"] == pytest.approx(1.015)
@@ -133,6 +134,10 @@ def test_summary_bootstraps_over_scenes_per_role_and_class() -> None:
     assert s["generated"][SYNC_CLASSES[0]]["tracks"] == 2
     assert s["generated"]["all"]["median_abs_offset"]["mean"] == pytest.approx(0.025)
     assert s["floor"]["all"]["median_abs_offset"]["n"] == 0
+    rows.append({**rows[0], "role": "generated", "scene": 9, "f1": 0.0})  # no floor to pair with
+    d = summarise_sync(rows)["f1_generated_minus_floor"]
+    assert d["all"]["mean"] == pytest.approx(0.4) and d["all"]["n"] == 4
+    assert d[SYNC_CLASSES[1]]["mean"] == pytest.approx(0.4)
 
 
 def test_eval_run_reports_sync_and_reuses_the_independent_tracks(tmp_path: Path) -> None:
