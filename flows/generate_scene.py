@@ -139,6 +139,7 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
                         errors.append(f"{_name(w['job'])}: {dispatches[i]} agents lost it ({why})")
                         del slots[i]
                         continue
+                    lease_path(data_dir, w["key"]).unlink(missing_ok=True)  # the dead agent's
                     dispatches[i] += 1
                     slots[i] = dispatch(w["job"])
     if errors:

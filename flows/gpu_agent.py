@@ -6,9 +6,11 @@
    that does not load is a one-line reason on stderr and exit code 3, before any work is taken
    (the windows wait for a healthy agent instead of failing here one by one);
 2. prints ``stepfoley-agent-ready host:pid ...`` and serves the ``gpu-window`` task
-   (tasks/gpu_agent.py, declared in tasks/prefect_tasks.py) with ``prefect.task_worker.serve``: deferred task runs arrive over the
-   server's websocket, ``--limit`` at a time (1 per device: windows are memory-bound), each a
-   task run of the flow run that dispatched it;
+   (tasks/gpu_agent.py, declared in tasks/prefect_tasks.py) with Prefect's task worker
+   (tasks/agent_worker.py: one that takes a run off the queue only when it has a free slot, so
+   a killed agent never takes a queued window down with it): deferred task runs arrive over
+   the server's websocket, ``--limit`` at a time (1 per device: windows are memory-bound),
+   each a task run of the flow run that dispatched it;
 3. stops on SIGTERM/SIGINT (a window in progress is abandoned; its lease lapses and the caller
    dispatches it again).
 
@@ -36,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepfoley gpu agent: {exc}", file=sys.stderr)
         return 2
 
-    from prefect.task_worker import serve
-
     from tasks import gpu_agent
+    from tasks.agent_worker import serve_slot_first
     from tasks.prefect_tasks import gpu_window_task
     from tasks.warm_imports import import_pipeline_modules
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepfoley gpu agent: {exc}", file=sys.stderr, flush=True)
         return 3
     print(gpu_agent.agent_ready_line(settings.bundle, settings.device), flush=True)
-    serve(gpu_window_task, limit=max(1, args.limit))
+    serve_slot_first(gpu_window_task, limit=max(1, args.limit))
     return 0
 
 
