@@ -54,7 +54,7 @@ def test_a_half_written_shard_is_never_read(tmp_path: Path) -> None:
     assert shard_done(tmp_path, 0) and not shard_done(tmp_path, 0, verify=True)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_extract_skips_by_reason_and_resumes(tmp_path: Path, tiny_bundle: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()

@@ -25,6 +25,8 @@ from sql.schema import Asset, Track
 from sql.session import make_engine, session_scope
 from tests.flows.conftest import make_library, stepfoley
 
+pytestmark = pytest.mark.heavy
+
 REPO = Path(__file__).resolve().parents[2]
 TTL_S = 4.0
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from tests.flows.conftest import stepfoley
 from tests.flows.test_extract_features import SOUNDS, _clip
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 
 TRAIN = """
 import sys, json

@@ -54,6 +54,7 @@ def test_audible_clip_alone_is_done_every_time(tmp_path: Path) -> None:
         assert _statuses(data) == {"plain.mp4": ("done", None)}
 
 
+@pytest.mark.heavy
 def test_audible_clip_first_in_a_library_is_done(tmp_path: Path, demo_footage: Path) -> None:
     lib = tmp_path / "lib"
     _plain_clip(lib / "a-plain.mp4")  # discovery is in name order: the audible clip comes first
