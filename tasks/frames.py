@@ -7,6 +7,9 @@ size×size, "center_crop" scales the short side to ``size`` and crops the centre
 rgb24 to a pipe. Only the window's frames are ever in memory, so memory does not grow with
 the video's length. When the video ends before the window does, the last frame is repeated
 to fill exactly ⌊duration·fps⌋ frames (the count the network's token lengths assume).
+
+Specs whose ``crop`` is ``"mmaudio_clip"`` / ``"mmaudio_sync"`` (MMAudio bundles) take MMAudio's
+own frame picking and bicubic resize instead (``tasks/frames_mmaudio.py``), same count and layout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from tasks.errors import MediaError
 from tasks.ffmpeg_bin import ffmpeg_path
+from tasks.frames_mmaudio import MMAUDIO_CROPS, read_frames_mmaudio
 from tasks.media_paths import display, from_uri
 
 
@@ -39,6 +43,8 @@ def read_frames(path: str | Path, start_s: float, end_s: float, spec: Any) -> np
     p = from_uri(str(path))
     duration = max(0.0, float(end_s) - float(start_s))
     n = frame_count(duration, fps)
+    if crop in MMAUDIO_CROPS:
+        return read_frames_mmaudio(p, start_s, end_s, fps, size, crop, n)
     if crop == "center_crop":
         vf = (f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=increase:flags=lanczos,"
               f"crop={size}:{size}")

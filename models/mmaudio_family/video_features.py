@@ -13,9 +13,8 @@ Streams for a window of d seconds (MMAudio's ``FeaturesUtils`` + ``load_video``)
 The frames arrive as ``uint8 [T, H, W, 3]`` (or ``[B, T, H, W, 3]``) at the rates ``frame_specs``
 asks for. Frames already at the model's size pass the pixel transforms unchanged; frames of any
 other size are resized here with the official transforms (``video_preprocess``), so a caller may
-hand in source-resolution frames. The stage's frames come from ffmpeg (``tasks/frames.py``:
-nearest-frame rate conversion, Lanczos scaling), which differs from ``load_video``'s frame
-picking and bicubic resize by at most a frame's timing and a few grey levels.
+hand in source-resolution frames. The specs' crops "mmaudio_clip" / "mmaudio_sync" make the frame
+stage (``tasks/frames_mmaudio.py``) pick and resize frames exactly as ``load_video``.
 
 Frame counts: the sync stream is edge-padded to int(25 d) frames (and at least one 16-frame
 segment) before segmenting, so the token count is the official formula for the model duration
@@ -113,8 +112,10 @@ class MMAudioVideoFeatures(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ the pipeline's interface
     def frame_specs(self) -> dict[str, FrameSpec]:
         c = self.config
-        return {"clip": FrameSpec(fps=float(c.clip_fps), size=int(c.clip_size), crop="resize"),
-                "sync": FrameSpec(fps=float(c.sync_fps), size=int(c.sync_size), crop="center_crop")}
+        # "mmaudio_*": the stage picks and resizes frames exactly as the official load_video
+        # (tasks/frames_mmaudio.py), so encode_clip / encode_sync only transpose them.
+        return {"clip": FrameSpec(fps=float(c.clip_fps), size=int(c.clip_size), crop="mmaudio_clip"),  # type: ignore[arg-type]
+                "sync": FrameSpec(fps=float(c.sync_fps), size=int(c.sync_size), crop="mmaudio_sync")}  # type: ignore[arg-type]
 
     def sequence_lengths(self, duration: float) -> dict[str, int]:
         """Clip and sync token counts for a window of ``duration`` s (the official formulas)."""
