@@ -49,7 +49,9 @@ class FrameSpec:
 
     fps: float
     size: int
-    crop: Literal["resize", "center_crop"] = "resize"
+    # "mmaudio_clip" / "mmaudio_sync": MMAudio's own frame picking and bicubic transforms
+    # (tasks/frames_mmaudio.py), asked for by the MMAudio family's video features.
+    crop: Literal["resize", "center_crop", "mmaudio_clip", "mmaudio_sync"] = "resize"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -114,8 +114,8 @@ class MMAudioVideoFeatures(ModelMixin, ConfigMixin):
         c = self.config
         # "mmaudio_*": the stage picks and resizes frames exactly as the official load_video
         # (tasks/frames_mmaudio.py), so encode_clip / encode_sync only transpose them.
-        return {"clip": FrameSpec(fps=float(c.clip_fps), size=int(c.clip_size), crop="mmaudio_clip"),  # type: ignore[arg-type]
-                "sync": FrameSpec(fps=float(c.sync_fps), size=int(c.sync_size), crop="mmaudio_sync")}  # type: ignore[arg-type]
+        return {"clip": FrameSpec(fps=float(c.clip_fps), size=int(c.clip_size), crop="mmaudio_clip"),
+                "sync": FrameSpec(fps=float(c.sync_fps), size=int(c.sync_size), crop="mmaudio_sync")}
 
     def sequence_lengths(self, duration: float) -> dict[str, int]:
         """Clip and sync token counts for a window of ``duration`` s (the official formulas)."""
