@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -30,3 +33,51 @@ def test_a_lapsed_or_missing_lease_means_a_dead_agent(tmp_path: Path) -> None:
     assert lease_expired(path, now - 10, 30.0, now=now) is None
     assert "without a lease" in (lease_expired(path, now - 31, 30.0, now=now) or "")
     assert lease_expired(path, None, 30.0, now=now) is None
+
+
+def test_the_lease_record_names_its_owner_at_the_documented_path(tmp_path: Path) -> None:
+    data_dir = tmp_path / "not" / "yet"  # the data dir itself may not exist yet
+    path = lease_path(data_dir, "k3")
+    assert path == data_dir / "leases" / "k3.json"
+    with hold_lease(path, ttl_s=60.0):
+        record = json.loads(path.read_text())
+        assert record["owner"] == f"{socket.gethostname()}:{os.getpid()}"
+        assert time.time() + 59 < record["expires_at"] <= time.time() + 60
+        beats = [t for t in threading.enumerate() if t.name == "window-lease"]
+        assert len(beats) == 1 and beats[0].daemon  # never keeps a dying agent alive
+        path.unlink()  # removed by someone else meanwhile: ending the block must not fail
+    assert not path.exists()
+    assert not [t for t in threading.enumerate() if t.name == "window-lease"]  # stopped, not left
+
+
+def test_renewal_comes_every_third_of_the_ttl(tmp_path: Path) -> None:
+    path = lease_path(tmp_path, "k4")
+    ttl = 1.2
+    with hold_lease(path, ttl_s=ttl):
+        first = json.loads(path.read_text())["expires_at"]
+        deadline = time.time() + 5
+        renewed = first
+        while renewed == first and time.time() < deadline:
+            time.sleep(0.01)
+            try:
+                renewed = json.loads(path.read_text())["expires_at"]
+            except ValueError:
+                pass
+    # a timed wait never returns early, so the first renewal is at least ttl/3 after the start
+    assert ttl / 3 - 0.02 <= renewed - first < 5
+
+
+def test_the_expiry_rule_at_its_edges(tmp_path: Path) -> None:
+    path = lease_path(tmp_path, "k5")
+    path.parent.mkdir(parents=True)
+    now = 1000.0  # an explicit clock, far from the real one
+    assert lease_expired(path, running_since=970.0, ttl_s=30.0, now=now) is None  # exactly ttl
+    assert lease_expired(path, running_since=969.0, ttl_s=30.0, now=now) == "running for 31 s without a lease"
+    path.write_text(json.dumps({"owner": "h:1", "expires_at": now}))
+    assert lease_expired(path, 0.0, 30.0, now=now) is None  # expires at now: not yet lapsed
+    path.write_text(json.dumps({"owner": "h:1", "expires_at": now - 2}))
+    assert lease_expired(path, 0.0, 30.0, now=now) == "lease of h:1 expired 2 s ago"
+    path.write_text(json.dumps({"owner": "h:1", "expires_at": now + 2}))
+    assert lease_expired(path, 0.0, 30.0, now=now) is None
+    path.write_text('{"owner": "h:1", "expi')  # half a record: read again at the next poll
+    assert lease_expired(path, 0.0, 30.0, now=now) is None
