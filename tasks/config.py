@@ -142,11 +142,14 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         if raw not in (None, ""):
             values[name] = _coerce(name, raw, getattr(base, name))
             origin[name] = f"{_ENV_PREFIX}{name.upper()}={raw!r}: "
-    unknown = sorted(str(k) for k in (overrides or {}) if k not in names)
+    # ``extra`` is free-form (not checked) and round-trips through ``to_json``.
+    unknown = sorted(str(k) for k in (overrides or {}) if k not in names and k != "extra")
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} (known: {', '.join(sorted(names))})")
     for key, val in (overrides or {}).items():
-        if val is not None:
+        if key == "extra":
+            values["extra"] = dict(val or {})
+        elif val is not None:
             values[key] = Path(val) if key in _PATHS and isinstance(val, (str, os.PathLike)) else val
             origin.pop(key, None)
     try:

@@ -12,7 +12,7 @@ from models.prompting.audio_taggers import (SpeechTagger, YamnetTagger, classes_
                                   is_speech_prompt, to_mono_16k, yamnet_log_mel, yamnet_patches)
 
 # Real ESC-10 recordings the repo carries (16 kHz FLAC, attributed in models/training/foleyworld_sounds).
-SOUNDS = Path(__file__).resolve().parents[2] / "models" / "foleyworld_sounds"
+SOUNDS = Path(__file__).resolve().parents[2] / "models" / "training" / "foleyworld_sounds"
 _FOLDER = {"rain": "rain", "dog_bark": "dog", "rooster": "rooster", "sea_waves": "waves",
            "crackling_fire": "fire", "fire_crackling": "fire", "clock_tick": "clock",
            "helicopter": "helicopter", "chainsaw": "chainsaw"}

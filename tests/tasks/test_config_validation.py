@@ -137,3 +137,12 @@ def test_other_commands_refuse_the_same_ranges(tmp_path: Path, args: list[str]) 
     proc = _cli(args, tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_settings_round_trip_through_json_with_extra() -> None:
+    """A flow's settings dict (Settings.to_json, ``extra`` included) loads back unchanged."""
+    from tasks.config import Settings, load_settings
+
+    s = load_settings({"beta": 2.0, "extra": {"note": "x"}})
+    again = load_settings(s.to_json())
+    assert again == s and again.extra == {"note": "x"} and isinstance(again, Settings)
