@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from sql.schema import Prompt
 from sql.session import make_engine, session_scope
 from tests.flows.conftest import stepfoley
+
+pytestmark = pytest.mark.heavy
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleyworld-tiny"
 

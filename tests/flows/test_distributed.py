@@ -37,6 +37,7 @@ def _outputs(url: str) -> list[str]:
                       for u in s.execute(select(Output.uri)).scalars())
 
 
+@pytest.mark.heavy
 @pytest.mark.server
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
