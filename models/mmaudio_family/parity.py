@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 
 from models.mmaudio_family import parity_audio, parity_network, parity_vision
 from models.mmaudio_family.lengths import sequence_lengths
-from models.mmaudio_family.video_preprocess import clip_frames_u8, select_frames, sync_frames_u8, u8_to_unit
+from models.mmaudio_family.video_preprocess import clip_frames_u8, sync_frames_u8, u8_to_unit
 
 ABS_TOL = 1e-4
 EXACT_SUFFIXES = ("_u8", "_mismatched", "text_tokens")
@@ -108,15 +108,8 @@ def video_preprocess_parity(json_path: Path) -> dict[str, float]:
             ours = sync_frames_u8(io["sync_source_u8"], ref.shape[-1])[: ref.shape[0]]  # load_video keeps int(25 d)
             out["sync_frames_u8"] = _err(ours, ref)
             out["sync_frames"] = _err((u8_to_unit(ours) - 0.5) / 0.5, (u8_to_unit(ref) - 0.5) / 0.5)
-    bad, times = 0, None
-    for row in meta["frame_selection"]["rows"]:
-        if isinstance(row["source_frame_times"], list):  # later rows of one source say "as above"
-            times = row["source_frame_times"]
-        sel = select_frames(times, row["duration_sec_requested"])
-        if (sel.clip_indices != row["clip_source_indices"] or sel.sync_indices != row["sync_source_indices"]
-                or abs(sel.duration - row["duration_sec_returned"]) > 1e-9):
-            bad += 1
-    out["frame_selection_rows_mismatched"] = float(bad)
+    out["frame_selection_rows_mismatched"] = float(
+        parity_vision.frame_selection_mismatches(meta["frame_selection"]["rows"]))
     return out
 
 

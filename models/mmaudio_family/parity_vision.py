@@ -112,6 +112,13 @@ def video_preprocess_parity(directory: str | Path) -> dict[str, float]:
     out["sync_frames"] = _err((u8_to_unit(ours) - 0.5) / 0.5, (u8_to_unit(ref) - 0.5) / 0.5)
 
     rows = json.loads((d / "video_preprocess.json").read_text())["frame_selection"]["rows"]
+    out["frame_selection_rows_mismatched"] = float(frame_selection_mismatches(rows))
+    return out
+
+
+def frame_selection_mismatches(rows: list[dict]) -> int:
+    """How many of a fixture's frame-selection rows ``select_frames`` does not reproduce
+    (picked clip and sync source frames, returned duration)."""
     bad, times = 0, None
     for row in rows:
         if isinstance(row["source_frame_times"], list):  # later rows of one source say "as above"
@@ -120,8 +127,7 @@ def video_preprocess_parity(directory: str | Path) -> dict[str, float]:
         if (sel.clip_indices != row["clip_source_indices"] or sel.sync_indices != row["sync_source_indices"]
                 or abs(sel.duration - row["duration_sec_returned"]) > 1e-9):
             bad += 1
-    out["frame_selection_rows_mismatched"] = float(bad)
-    return out
+    return bad
 
 
 def lengths_parity(directory: str | Path) -> dict[str, float]:
