@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def test_hostile_corpus_each_fails_with_one_line_reason(tmp_path: Path) -> None:
     (lib / "zero.mp4").write_bytes(b"")
     data = good.read_bytes()
     (lib / "truncated.mp4").write_bytes(data[: len(data) // 3] if data[4:8] == b"ftyp" else data[:500])
-    (lib / "random.mp4").write_bytes(os.urandom(20000))
+    # Seeded: unseeded noise sometimes probes as an MPEG audio stream ("no video stream"),
+    # which made this test flaky; both are clear one-line reasons, checked below.
+    (lib / "random.mp4").write_bytes(random.Random(20000).randbytes(20000))
     ff("-f", "lavfi", "-i", "testsrc2=size=64x64:rate=1:duration=1", "-frames:v", "1", str(tmp_path / "x.png"))
     (lib / "picture.mov").write_bytes((tmp_path / "x.png").read_bytes())
     ff("-f", "lavfi", "-i", "sine=duration=1", str(lib / "audio-only.m4a"))
@@ -102,7 +105,8 @@ def test_hostile_corpus_each_fails_with_one_line_reason(tmp_path: Path) -> None:
             outcomes[f.path.name] = msg
     assert outcomes["good.mp4"] == "ok"
     assert "empty file" in outcomes["zero.mp4"]
-    assert "not a readable video" in outcomes["random.mp4"]
+    assert ("not a readable video" in outcomes["random.mp4"]
+            or "no video stream" in outcomes["random.mp4"])
     assert "not a readable video" in outcomes["truncated.mp4"] or "no decodable" in outcomes["truncated.mp4"]
     assert "audio-only" in outcomes["audio-only.m4a"]
     assert "too short" in outcomes["short.mp4"]
