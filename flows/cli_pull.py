@@ -37,8 +37,8 @@ def register(cli: click.Group) -> None:
         """Download (huggingface_hub) and, for --variant, convert; prints what it wrote."""
         # CLI start-up: torch and huggingface_hub load only for this command.
         from models.generation.bundle import bundle_identity
-        from tasks.config import ConfigError
-        from tasks.model_pull import pull_captioner, pull_release
+        from tasks.config import ConfigError  # (same reason)
+        from tasks.model_pull import pull_captioner, pull_release  # (same reason)
 
         if (variant is None) == (captioner_repo is None):
             raise ConfigError("give exactly one of --variant PRESET or --captioner REPO")

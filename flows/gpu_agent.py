@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepfoley gpu agent: {exc}", file=sys.stderr)
         return 2
 
+    # After the settings check, so a bad configuration is reported before torch loads.
     from tasks import gpu_agent
-    from tasks.agent_worker import serve_slot_first
-    from tasks.prefect_tasks import gpu_window_task
-    from tasks.warm_imports import import_pipeline_modules
+    from tasks.agent_worker import serve_slot_first  # (same reason)
+    from tasks.prefect_tasks import gpu_window_task  # (same reason)
+    from tasks.warm_imports import import_pipeline_modules  # (same reason)
 
     import_pipeline_modules()
     try:

@@ -39,6 +39,7 @@ MMAUDIO_CROPS = ("mmaudio_clip", "mmaudio_sync")
 
 
 def _transform(crop: str) -> Callable[..., Any]:
+    # torch loads only when an MMAudio bundle asks for frames (warmed before threads: warm_imports)
     from models.mmaudio_family.video_preprocess import clip_frames_u8, sync_frames_u8
 
     return clip_frames_u8 if crop == "mmaudio_clip" else sync_frames_u8

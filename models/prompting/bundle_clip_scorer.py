@@ -59,8 +59,9 @@ class BundleClipScorer:
 
     def __init__(self, bundle_dir: str | os.PathLike, num_frames: int = 4, device: str = "cpu",
                  same_sound_threshold: float = DEFAULT_SAME_SOUND) -> None:
+        # the MMAudio family's towers load only for a converted bundle
         from models.mmaudio_family.text_encoder import ClipTextEncoder
-        from models.mmaudio_family.video_features import MMAudioVideoFeatures
+        from models.mmaudio_family.video_features import MMAudioVideoFeatures  # (same reason)
 
         self.bundle_dir = Path(bundle_dir)
         if not is_mmaudio_bundle(self.bundle_dir):

@@ -276,6 +276,7 @@ def load_scorer(path: str | os.PathLike, device: str = "cpu") -> Scorer:
         p = p / "scorer"
     if (p / SCORER_META).is_file():
         return FoleyScorer(p, device=device)
+    # bundle_clip_scorer imports this module (Scorer, order_by_score): imported on use
     from models.prompting.bundle_clip_scorer import BundleClipScorer, is_mmaudio_bundle
 
     if is_mmaudio_bundle(p):
