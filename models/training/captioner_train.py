@@ -113,6 +113,28 @@ def captioner_target(classes: Sequence[str], rng: np.random.Generator) -> str:
     return f" {SEPARATOR} ".join(sample_caption(c, rng) for c in classes)
 
 
+def optimiser_and_resume(model: torch.nn.Module, lr: float, steps: int, out: Path,
+                         args: dict[str, Any]) -> tuple[Any, Any, list[dict[str, float]], int]:
+    """The FoleyWorld prompting trainers' AdamW with 5 % linear warm-up then cosine decay, and
+    their state from ``out/_ckpt.pt`` when it was saved with the same ``args``:
+    (optimiser, scheduler, log, first step)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
+    log: list[dict[str, float]] = []
+    start = 0
+    ckpt = out / "_ckpt.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        if state.get("args") == args:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            log, start = state["log"], int(state["step"])
+    return opt, sched, log, start
+
+
 def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0, threads: int = 2,
                     n_train: int = 400, batch: int = 32, lr: float = 2e-3, log_every: int = 50,
                     cfg: FoleyCaptionerConfig | None = None, quiet: bool = True,
@@ -139,20 +161,8 @@ def train_captioner(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0
     tokenizer = build_caption_tokenizer(all_captions(fw.CLASSES, seed))
     model = build_caption_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                                 tokenizer.eos_token_id, seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
-    log: list[dict[str, float]] = []
-    start = 0
+    opt, sched, log, start = optimiser_and_resume(model, lr, steps, out, args)
     ckpt = out / "_ckpt.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("args") == args:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            log, start = state["log"], int(state["step"])
 
     model.train()
     for step in range(start, steps):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from models.prompting.scorer import (FoleyScorer, FoleyScorerConfig, FoleyScorerModel, SCORER_META,
                                      AUDIO_SR, build_text_tokenizer, encode_text)
 from models.training import foleyworld as fw
-from models.training.captioner_train import (all_captions, bank_mosaics, foleyworld_bank, sample_caption,
+from models.training.captioner_train import (all_captions, optimiser_and_resume, bank_mosaics, foleyworld_bank, sample_caption,
                                              scene_sample_rate, scene_sources, split_seeds)
 from models.training.trainer import atomic_torch_save, step_generator
 
@@ -50,20 +49,8 @@ def train_scorer(out_dir: str | os.PathLike, steps: int = 1200, seed: int = 0, t
     torch.manual_seed(seed)
     model = FoleyScorerModel(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
                              tokenizer.eos_token_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
-    log: list[dict[str, float]] = []
-    start = 0
+    opt, sched, log, start = optimiser_and_resume(model, lr, steps, out, args)
     ckpt = out / "_ckpt.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("args") == args:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            log, start = state["log"], int(state["step"])
 
     n_scenes, t_mel = len(bank["classes"]), bank["mels"].shape[-1]
     crop = min(t_mel, int(4.0 * AUDIO_SR / cfg.hop))
