@@ -10,7 +10,7 @@ generation settings), with timers around the calls that do the real work. Each t
 its own time minus that of the timed calls inside it, so nothing is counted twice:
 
   model forward   StepByStepV2APipeline.generate_track (conditioning + the ODE's forwards),
-                  the prompt stage's captioner / scorer / taggers (tasks.prompts.scene_prompts)
+                  the prompt stage's captioner / scorer / taggers (tasks.shot_prompts.scene_prompts)
   codec           the bundle codec's encode/decode (pipeline encode_audio / decode_latent)
   ffmpeg / libav  every ffmpeg subprocess (run_ffmpeg), PyAV decoding: frames, audio, probe,
                   shot detection (decode-bound), the mux verification
@@ -53,12 +53,12 @@ sys.path.insert(0, str(ROOT))
 # (category, "module:qualname") — the calls timed; a name that does not exist is reported.
 TIMED: list[tuple[str, str]] = [
     ("model forward", "models.generation.pipeline:StepByStepV2APipeline.generate_track"),
-    ("model forward", "tasks.prompts:scene_prompts"),
+    ("model forward", "tasks.shot_prompts:scene_prompts"),
     ("codec", "models.generation.pipeline:StepByStepV2APipeline.decode_latent"),
     ("codec", "models.generation.pipeline:StepByStepV2APipeline.encode_audio"),
     ("model load", "tasks.generate:load_bundle"),
-    ("model load", "tasks.prompts:load_prompt_models"),
-    ("model load", "tasks.prompts:_real_taggers"),
+    ("model load", "tasks.shot_prompts:load_prompt_models"),
+    ("model load", "tasks.shot_prompts:_real_taggers"),
     ("ffmpeg / libav", "tasks.ffmpeg_bin:run_ffmpeg"),
     ("ffmpeg / libav", "tasks.frames:read_frames"),
     ("ffmpeg / libav", "tasks.audio:decode_audio"),
@@ -207,7 +207,7 @@ def main() -> int:
     import tasks.generate  # noqa: F401
     import tasks.mix  # noqa: F401
     import tasks.mux  # noqa: F401
-    import tasks.stages  # noqa: F401
+    import tasks.asset_stages  # noqa: F401
     import prefect.server.api.server  # noqa: F401
     t_import = time.perf_counter() - t_import
 

@@ -71,10 +71,10 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     # and cut (tasks/preload.py).
     # CLI start-up: the pipeline (Prefect, SQLAlchemy, torch) loads only when a run starts.
     from flows.prefect_api import local_run_settings, start_local_api
-    from tasks import runs, stages  # CLI start-up, as above
+    from tasks import asset_stages, runs  # CLI start-up, as above
     from tasks.preload import start_preload  # CLI start-up, as above
 
-    stages.check_bundle(settings)
+    asset_stages.check_bundle(settings)
     api = start_local_api()
     # Before any helper thread starts: the preload, the progress display and Prefect's task
     # threads would otherwise import torch/diffusers/transformers concurrently (issue #21).
@@ -103,7 +103,7 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
         done.set()
         display.join(timeout=5)
         preload.join()  # (long done unless the run ended early) no load torn down mid-way
-    rows = stages.run_summary_rows(run_id, s)
+    rows = asset_stages.run_summary_rows(run_id, s)
     _print_summary(rows)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
@@ -126,10 +126,10 @@ def _show_progress(done: threading.Event, run_id: int, s: dict[str, Any]) -> Non
 def _poll(bar: Any, ids: dict[str, Any], run_id: int, s: dict[str, Any]) -> None:
     """One refresh of the bars; a busy or briefly unreachable database only delays the display
     (the run itself retries), so no error here may end the helper thread or the run."""
-    from tasks import stages  # CLI start-up (loaded by run_library before this thread starts)
+    from tasks import asset_stages  # CLI start-up (loaded by run_library before this thread starts)
 
     try:
-        _update(bar, ids, stages.run_progress(run_id, s))
+        _update(bar, ids, asset_stages.run_progress(run_id, s))
     except Exception:
         pass
 

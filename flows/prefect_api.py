@@ -26,7 +26,7 @@ not on Linux), nothing is forked and Prefect starts its subprocess as it always 
 For this server only:
 
 * block types are not registered at start-up: nothing in an embedded run stores a block
-  (results go to a path, tasks/caching.py), and a ``prefect server start`` on the same
+  (results go to a path, tasks/stage_cache.py), and a ``prefect server start`` on the same
   database registers them itself;
 * flow-run heartbeats are off (``local_run_settings``): they are events for the server's
   detection of runs whose process died, and this server dies with that process. Each flow run

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow
 from prefect.transactions import CommitMode, transaction
 
-from flows.generate_scene import dispatch_windows
-from tasks import runs, stages
+from flows.generate_window import dispatch_windows
+from tasks import asset_stages, runs
 from tasks.errors import MediaError
 from tasks.prefect_tasks import (finish_asset_task, ingest_asset_task, mix_asset_task,
                                  mux_asset_task, plan_windows_task, propose_prompts_task)
@@ -29,13 +29,13 @@ def process_asset(path: str, settings: dict[str, Any] | None = None,
             # 1. ingest: hash, probe, asset row (a file already done is skipped here)
             asset = ingest_asset_task(path, s, run_id)
             if asset["status"] == "done":
-                return stages.asset_summary(asset["id"], s)
-            # 2. shots and model windows (cached: tasks/caching.py)
+                return asset_stages.asset_summary(asset["id"], s)
+            # 2. shots and model windows (cached: tasks/stage_cache.py)
             windows = plan_windows_task(asset, s)
             # 3. missing-sound prompts per shot, shared by its windows (cached)
             jobs = propose_prompts_task(asset, windows, s)
             # 4. generation, tracks in order per window (on the GPU agents when configured:
-            #    all windows at once, flows/generate_scene.py)
+            #    all windows at once, flows/generate_window.py)
             dispatch_windows(jobs, s)
             # 5. mix stems over the original bed (cached)
             mix = mix_asset_task(asset, s)
@@ -44,8 +44,8 @@ def process_asset(path: str, settings: dict[str, Any] | None = None,
             # 7. done
             finish_asset_task(asset, s)
     except MediaError as err:
-        stages.fail_asset(path, err, s, run_id)
+        asset_stages.fail_asset(path, err, s, run_id)
     except Exception as err:
-        stages.fail_asset(path, err, s, run_id)
+        asset_stages.fail_asset(path, err, s, run_id)
         raise
-    return stages.asset_summary_by_path(path, s)
+    return asset_stages.asset_summary_by_path(path, s)

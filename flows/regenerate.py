@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from tasks import runs, stages
-from tasks.regenerate import check_take
+from tasks import asset_stages, runs
+from tasks.regenerate_track import check_take
 from tasks.prefect_tasks import mix_asset_task, mux_asset_task, regenerate_task
 from tasks.warm_imports import import_pipeline_modules
 
@@ -31,7 +31,7 @@ def regenerate_track(asset: str, scene: int, track: int, prompt: str | None = No
     result = regenerate_task(asset, scene, track, s, prompt=prompt, seed=seed, beta=beta,
                              delete=delete)
     # 3. re-mix and re-mux with the current tracks
-    asset_row = stages.asset_ref(result["asset_id"], s)
+    asset_row = asset_stages.asset_ref(result["asset_id"], s)
     mix = mix_asset_task(asset_row, s)
     mux_asset_task(asset_row, mix, s)
     # 4. close the run

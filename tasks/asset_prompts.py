@@ -18,7 +18,7 @@ from tasks.audio import original_audio
 from tasks.config import ConfigError, Settings
 from tasks.frames import read_frames
 from tasks.media_paths import from_uri
-from tasks.prompts import ScenePrompts, finish_scene_prompts, load_scene_scorer, read_prompts_csv, \
+from tasks.shot_prompts import ScenePrompts, finish_scene_prompts, load_scene_scorer, read_prompts_csv, \
     read_sidecar, scene_prompts, user_prompts_for_scene
 from tasks.seeds import derive_seed
 

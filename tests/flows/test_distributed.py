@@ -69,7 +69,7 @@ def test_backfill_through_deployments_matches_embedded(tmp_path: Path, tiny_bund
             "from prefect.client.schemas.filters import FlowRunFilter, FlowFilter, FlowFilterName\n"
             "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName\n"
             "with get_client(sync_client=True) as c:\n"
-            "    runs = c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=['generate-scene'])))\n"
+            "    runs = c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=['generate-window'])))\n"
             "    print('FLOW_RUNS_PER_WINDOW', len(runs))\n"
             "    trs = c.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_='window ')))\n"
             "    print('GPU_TASK_RUNS', sorted({(t.state.type.value, t.flow_run_id is not None) for t in trs}), len(trs))\n")

@@ -86,7 +86,7 @@ def test_backfill_publishes_progress_table_and_summary_artifacts(
 def test_rerun_hits_the_stage_cache_and_a_changed_config_misses_it(
         harness: None, tmp_path: Path, tiny_bundle: Path, demo_footage: Path) -> None:
     from flows.backfill import backfill_library
-    from tasks import stages
+    from tasks import asset_stages
 
     lib = make_library(demo_footage, tmp_path / "lib", ["three-shots.mp4"], PROMPTS)
     data = tmp_path / "data"
@@ -115,7 +115,7 @@ def test_rerun_hits_the_stage_cache_and_a_changed_config_misses_it(
     assert len(gen) == 3 and set(gen) == {"Cached"}, gen
     assert _states(runs2, "mux") == ["Completed"] and _states(runs2, "ingest") == ["Completed"]
     # 3. same inputs → cached; a changed config hash → computed again
-    asset = stages.ingest_asset(to_uri(lib / "three-shots.mp4"), s, None)
+    asset = asset_stages.ingest_asset(to_uri(lib / "three-shots.mp4"), s, None)
     assert one_stage("scenes", [asset, s])[0] == "Cached"
     other = _settings(data, tiny_bundle, beta=2.0)
     assert load_settings(other).generation_hash() != load_settings(s).generation_hash()

@@ -14,7 +14,7 @@ from models.prompting.captioner import load_captioner
 from models.prompting.domain_check import check_domain
 from models.training.foleyworld import make_scene
 from tasks.ffmpeg_bin import ffmpeg_path
-from tasks.prompts import propose_scene_prompts
+from tasks.shot_prompts import propose_scene_prompts
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleyworld-tiny"
 

@@ -17,8 +17,8 @@ from models.generation.guidance_settings import DEFAULT, GuidanceError, Guidance
 from tasks import runs
 from tasks.config import ConfigError, Settings, load_settings
 from tasks.database import engine_for_url, open_database
-from tasks.prompts import PromptsFileError, read_prompts_csv
-from tasks.regenerate import check_take
+from tasks.shot_prompts import PromptsFileError, read_prompts_csv
+from tasks.regenerate_track import check_take
 
 BAD = [("beta", float("nan")), ("beta", "NaN"), ("beta", 1e308), ("beta", -5), ("beta", True),
        ("alpha", float("inf")), ("alpha", -0.1), ("alpha", "x"), ("steps", 0), ("steps", 10**9),

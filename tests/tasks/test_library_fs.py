@@ -165,7 +165,7 @@ def test_library_uri_errors_are_one_line_failures(tmp_path: Path) -> None:
 def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[bytes, bytes],
                                                memory_lib: str) -> None:
     from sql.repository import find_asset_by_uri, get_asset, list_failures
-    from tasks import runs, stages
+    from tasks import asset_stages, runs
 
     good, _ = videos
     _put(memory_lib, "clip.mp4", good)
@@ -174,7 +174,7 @@ def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[byt
                                               database_url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
     run_id = runs.start_run("test", {}, settings)
 
-    todo = stages.discover(memory_lib, settings, run_id)
+    todo = asset_stages.discover(memory_lib, settings, run_id)
     assert len(todo) == 1
     staged = todo[0]["path"]
     assert staged.startswith(os.path.abspath(tmp_path / "data" / "library-cache") + os.sep)
@@ -187,15 +187,15 @@ def test_stage_discovery_records_original_uris(tmp_path: Path, videos: tuple[byt
     assert failures[0]["message"].startswith(f"{memory_lib}/broken.mkv: ")
 
     # the process-asset flow's first stage gets the staged path and keeps the URI as the record
-    ingested = stages.ingest_asset(staged, settings, run_id)
+    ingested = asset_stages.ingest_asset(staged, settings, run_id)
     assert ingested["uri"] == f"{memory_lib}/clip.mp4" and ingested["id"] == asset["id"]
-    assert stages.asset_ref(asset["id"], settings)["path"] == staged
-    assert stages.discover(memory_lib, settings, run_id) == todo  # rerun: same asset, same copy
+    assert asset_stages.asset_ref(asset["id"], settings)["path"] == staged
+    assert asset_stages.discover(memory_lib, settings, run_id) == todo  # rerun: same asset, same copy
 
 
 def test_sidecar_prompts_follow_the_remote_file(tmp_path: Path, videos: tuple[bytes, bytes],
                                                memory_lib: str) -> None:
-    from tasks.prompts import read_sidecar
+    from tasks.shot_prompts import read_sidecar
 
     good, _ = videos
     _put(memory_lib, "door.mp4", good)

@@ -12,7 +12,7 @@ from models.prompting.captioner import Caption
 from models.prompting.prompt_meaning import distinct_by_meaning
 from models.prompting.prompt_text import is_near_duplicate
 from models.prompting.scorer import FoleyScorer
-from tasks.prompts import UserPrompt, finish_scene_prompts
+from tasks.shot_prompts import UserPrompt, finish_scene_prompts
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "weights" / "foleyworld-tiny"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.prompting.captioner import Caption, GenerationSettings, VLMCaptioner
-from tasks.prompts import (PromptsFileError, UserPrompt, drop_already_present, finish_scene_prompts,
+from tasks.shot_prompts import (PromptsFileError, UserPrompt, drop_already_present, finish_scene_prompts,
                            propose_scene_prompts, read_prompts_csv, read_sidecar, sidecar_path,
                            unknown_asset_warnings, user_prompts_for_scene)
 
@@ -190,7 +190,7 @@ def test_stage_on_foleyworld_orders_and_leaves_out_what_is_there() -> None:
 def test_silent_footage_never_loads_the_audio_taggers(rain: tuple[np.ndarray, int]) -> None:
     """The taggers only judge an audible original soundtrack: the stage on footage without one
     (or with a silent one) does not load them; an audible one does."""
-    from tasks.prompts import _real_taggers, scene_prompts
+    from tasks.shot_prompts import _real_taggers, scene_prompts
     from tests.models.test_captioner import foley_captioner_dir
 
     captioner = foley_captioner_dir()

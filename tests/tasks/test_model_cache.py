@@ -1,11 +1,11 @@
-"""tasks/process_cache.py: a model asked for by two threads at once is loaded once."""
+"""tasks/model_cache.py: a model asked for by two threads at once is loaded once."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from tasks.process_cache import loaded_once
+from tasks.model_cache import loaded_once
 
 
 def test_concurrent_callers_share_one_load() -> None:

@@ -22,7 +22,7 @@ For a scene (one shot; all its windows share the list, so a long shot keeps its 
 5. keep ``k`` captioner prompts (user prompts are never cut).
 
 Inputs are plain arrays and paths (frames ``uint8 [T,H,W,3]``, audio float32), results are
-dataclasses; the provenance rows are written by the caller (tasks/stages.py, through
+dataclasses; the provenance rows are written by the caller (tasks/asset_stages.py, through
 tasks/asset_prompts.py).
 """
 
@@ -46,7 +46,7 @@ from models.prompting.prompt_text import collapse_repeats, form_problem, is_near
 from models.prompting.scorer import load_scorer, order_by_score
 from tasks.config import ConfigError
 from tasks.library_files import SIDECAR_SUFFIX
-from tasks.process_cache import loaded_once
+from tasks.model_cache import loaded_once
 
 log = logging.getLogger(__name__)
 

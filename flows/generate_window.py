@@ -7,7 +7,7 @@ Where a window runs is the worker's setting ``STEPFOLEY_GPU_DEPLOYMENT``:
              deferred at once (``gpu_window_task.delay``), so windows of all the assets in
              progress queue together and the agents take them as they free up; this flow
              waits for its own windows and goes on to mix the moment the last one is done;
-  NAME       a ``generate-scene`` flow run per window on deployment NAME (a process worker
+  NAME       a ``generate-window`` flow run per window on deployment NAME (a process worker
              starts a new Python per window and reloads the model: 9.6x slower than the
              embedded run on the demo bundle; kept for pools that must run flows).
 """
@@ -22,7 +22,7 @@ from prefect import flow, get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
 from prefect.states import Crashed
 
-from tasks import runs, stages
+from tasks import asset_stages, runs
 from tasks.config import settings_from_json
 from tasks.prefect_tasks import (
     generate_window_local_task,
@@ -41,9 +41,9 @@ POLL_S = 2.0
 MAX_DISPATCHES = 3
 
 
-@flow(name="generate-scene", flow_run_name="window {job[scene_index]}.{job[window_index]}",
+@flow(name="generate-window", flow_run_name="window {job[scene_index]}.{job[window_index]}",
       log_prints=False)
-def generate_scene(job: dict[str, Any], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def generate_window_flow(job: dict[str, Any], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Generate (or resume) the tracks of one window; each track is recorded as it finishes."""
     s = runs.resolve_settings(settings)
     return generate_window_task(job, s)
@@ -52,7 +52,7 @@ def generate_scene(job: dict[str, Any], settings: dict[str, Any] | None = None) 
 def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Run on the GPU deployment when one is configured, in this process otherwise.
 
-    In process, the window is one untagged task of the calling flow, not a ``generate-scene``
+    In process, the window is one untagged task of the calling flow, not a ``generate-window``
     subflow: a subflow per window cost ~1.4 s of Prefect bookkeeping on the 2-core box (flow
     run creation, state round trips, the heartbeat thread's join) and the `gpu` tag another
     ~0.4 s (a concurrency-slot request), together a third of the wall time of a 2-minute asset
@@ -68,7 +68,7 @@ def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[d
         raise RuntimeError(f"GPU run {run.id} for window {job['scene_index']}.{job['window_index']} "
                            f"ended {run.state.name if run.state else 'without a state'}")
     # The database, not Prefect's result storage, carries the tracks across machines.
-    return stages.window_tracks(job["scene_id"], settings)
+    return asset_stages.window_tracks(job["scene_id"], settings)
 
 
 def dispatch_windows(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ from tasks.config import Settings
 from tasks.database import redact
 from tasks.ingest import sha256_file
 from tasks.media_paths import from_uri
-from tasks.prompts import sidecar_path
+from tasks.shot_prompts import sidecar_path
 from tasks.runs import as_settings, session
 
 log = logging.getLogger("stepfoley.cache")
