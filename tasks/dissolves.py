@@ -73,9 +73,11 @@ def _centred(g: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
     return x - x.mean(axis=-1, keepdims=True)
 
 
-def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None = None) -> list[Dissolve]:
-    """Dissolves in a (N, 9, 16) thumbnail series; frames where ``excluded`` is true (those of
-    fades) are never part of one."""
+def candidate_spans(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Spans [a, b] of a (N, 9, 16) thumbnail series that pass tests 1, 2 and 4 (change,
+    spread, stillness at the ends): a gradual change of picture, to be told apart as a
+    dissolve (test 3, here) or a wipe (tasks/wipes.py). Frames where ``excluded`` is true
+    (those of fades) are never part of one."""
     n = len(thumbs)
     g = thumbs.reshape(n, -1)
     if n < 5:
@@ -114,15 +116,28 @@ def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None =
                 outside = max(np.abs(c[1] - c[0]).mean() - step[aa], np.abs(c[3] - c[2]).mean() - step[bb + 1])
                 if outside > STILL * (EDGE - 1) * rate:
                     continue
-                fit = _blend(g, aa, bb)
-                if fit is None:
-                    continue
-                alpha, resid = fit
-                if resid > RESIDUAL_MAX or (np.diff(alpha) < -ALPHA_DROP).any():
-                    continue
                 spans.append((aa, bb))
+    return spans
+
+
+def is_blend(thumbs: np.ndarray, a: int, b: int) -> bool:
+    """Test 3: every frame of [a, b] is a blend of its ends, α never falling back."""
+    fit = _blend(thumbs.reshape(len(thumbs), -1), a, b)
+    if fit is None:
+        return False
+    alpha, resid = fit
+    return not (resid > RESIDUAL_MAX or (np.diff(alpha) < -ALPHA_DROP).any())
+
+
+def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None = None,
+                   spans: list[tuple[int, int]] | None = None) -> list[Dissolve]:
+    """Dissolves in a (N, 9, 16) thumbnail series; frames where ``excluded`` is true (those of
+    fades) are never part of one. ``spans``: ``candidate_spans``' result, when already known."""
+    g = thumbs.reshape(len(thumbs), -1)
+    if spans is None:
+        spans = candidate_spans(thumbs, fps, excluded)
     out: list[Dissolve] = []
-    for aa, bb in _merge(spans):
+    for aa, bb in merge_spans([ab for ab in spans if is_blend(thumbs, *ab)]):
         fit = _blend(g, aa, bb)
         if fit is None:
             continue
@@ -136,8 +151,8 @@ def find_dissolves(thumbs: np.ndarray, fps: float, excluded: np.ndarray | None =
     return out
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Overlapping spans → their union, one per dissolve."""
+def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping spans → their union, one per transition."""
     out: list[list[int]] = []
     for a, b in sorted(spans):
         if out and a <= out[-1][1]:

@@ -49,7 +49,7 @@ def _escape_meta(text: str) -> str:
     return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
 
 
-TRANSITION_NAMES = {"start": "", "cut": "cut", "fade": "fade", "dissolve": "dissolve"}
+TRANSITION_NAMES = {"start": "", "cut": "cut", "fade": "fade", "dissolve": "dissolve", "wipe": "wipe"}
 
 
 def chapter_title(number: int, transition: str | None) -> str:

@@ -59,7 +59,7 @@ _MAX_DECODE_FAILURES = 8
 _I420_FORMATS = {"yuv420p", "yuvj420p"}
 
 
-TRANSITION_KINDS = ("start", "end", "cut", "fade", "dissolve")
+TRANSITION_KINDS = ("start", "end", "cut", "fade", "dissolve", "wipe")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Shot boundaries from one decoding pass: hard cuts, fades and dissolves, flashes rejected.
+"""Shot boundaries from one decoding pass: hard cuts, fades, dissolves and wipes, flashes rejected.
 
 Inputs: AdaptiveDetector's cut times and the per-frame series (tasks/frame_stats.py).
-Fades come from tasks/fades.py, dissolves from tasks/dissolves.py; this module reconciles
+Fades come from tasks/fades.py, dissolves from tasks/dissolves.py, wipes from tasks/wipes.py
+(on the gradual changes that are not blends); this module reconciles
 them with the cuts into one list of :class:`Boundary`, each saying where the sound switches:
 
 * **fade** (through black or white): the boundary is the darkest (brightest) frame; the
@@ -13,6 +14,9 @@ them with the cuts into one list of :class:`Boundary`, each saying where the sou
 * **dissolve**: the boundary is the midpoint; the earlier shot's sound runs on to the end of
   the dissolve and the later one's starts at its beginning, so the two overlap over the
   dissolve and the mix crossfades them there.
+* **wipe** (and iris): one picture replacing the other behind a moving edge
+  (tasks/wipes.py); the boundary is where half of the picture is the new shot, the sound
+  crosses it as a dissolve's does.
 * **cut**: AdaptiveDetector's cut, unless it falls inside a fade or dissolve (PySceneDetect
   fires on the first frames out of black, and anywhere a dissolve crosses its threshold) or
   is a **flash**: within ``FLASH_S`` after the cut the picture is back to the one before it,
@@ -30,9 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.dissolves import find_dissolves
+from tasks.dissolves import Dissolve, candidate_spans, find_dissolves
 from tasks.fades import MIN_RAMP, find_fades, flat_colour
 from tasks.frame_stats import FrameSeries
+from tasks.wipes import find_wipes
 
 FLASH_S = 0.3
 SAME_PICTURE = 8.0
@@ -43,7 +48,7 @@ class Boundary:
     """Where one shot ends and the next begins, and how the sound crosses it."""
 
     time_s: float        # the boundary (shot end = next shot start)
-    kind: str            # "cut" | "fade" | "dissolve"
+    kind: str            # "cut" | "fade" | "dissolve" | "wipe"
     before_s: float      # the earlier shot's sound ends here
     before_ramp_s: float  # ...fading out over this long (fades; the dissolve's length for a dissolve)
     after_s: float       # the later shot's sound starts here
@@ -130,10 +135,14 @@ def find_transitions(series: FrameSeries, cuts: list[float], duration_s: float,
     in_fade = flat_colour(series) > 0
     for a, b in spans:
         in_fade[a:b + 1] = True
-    for d in find_dissolves(series.thumbs, fps, excluded=in_fade):
+    gradual = candidate_spans(series.thumbs, fps, excluded=in_fade)
+    dissolves = find_dissolves(series.thumbs, fps, spans=gradual)
+    not_blends = [(a, b) for a, b in gradual if not any(a <= d.end and d.start <= b for d in dissolves)]
+    for d in [*dissolves, *find_wipes(series.thumbs, not_blends)]:
         spans.append((d.start, d.end))
         a, b = float(t[d.start + 1]), float(t[d.end])
-        found.append((d.mid, Boundary(float(t[d.mid]), "dissolve", b, b - a, a, b - a)))
+        kind = "dissolve" if isinstance(d, Dissolve) else "wipe"
+        found.append((d.mid, Boundary(float(t[d.mid]), kind, b, b - a, a, b - a)))
     for ct in cuts:
         i = int(np.searchsorted(t, ct - 1e-6))
         if i >= n:

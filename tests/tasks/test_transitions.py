@@ -97,6 +97,39 @@ def test_dissolve_boundary_at_the_midpoint(tmp_path: Path, grain: bool) -> None:
     assert ws[0].end_s > ws[1].start_s  # crossfaded at mix time
 
 
+# ------------------------------------------------------------------ wipes and irises
+@pytest.mark.parametrize("transition, seconds", [("wipeleft", 1.0), ("wipeleft", 0.4), ("wipeup", 1.0),
+                                                 ("radial", 1.0)])
+def test_wipe_boundary_where_half_the_picture_is_the_new_shot(tmp_path: Path, transition: str,
+                                                             seconds: float) -> None:
+    # xfade: the wipe runs from 2.0 s for `seconds`; half of the picture is B at its midpoint
+    path = make(tmp_path / "w.mp4", f"[0:v][1:v]xfade=transition={transition}:duration={seconds}:offset=2",
+                [src("testsrc2", 3), src("smptebars", 3)])
+    scan, tr = transitions(path)
+    assert [b.kind for b in tr.boundaries] == ["wipe"], tr.boundaries
+    b = tr.boundaries[0]
+    assert abs(b.time_s - (2.0 + seconds / 2)) <= 3 * FRAME + 1e-6
+    # both sounds overlap over the wipe, as over a dissolve
+    assert 2.0 - FRAME <= b.after_s <= b.time_s <= b.before_s <= 2.0 + seconds + FRAME
+    shots = detect_shots(path)
+    assert [(s.start_kind, s.end_kind) for s in shots] == [("start", "wipe"), ("wipe", "end")]
+
+
+def test_irises_split_the_shot_where_the_picture_changes(tmp_path: Path) -> None:
+    # iris out to black and back in (black 3.0–3.5 s): a fade at the middle of the black
+    path = make(tmp_path / "i.mp4", "[0:v][1:v]xfade=transition=circleclose:duration=1:offset=2[x];"
+                "[x][2:v]xfade=transition=circleopen:duration=1:offset=3.5",
+                [src("testsrc2", 3), f"color=c=black:size={SIZE}:rate={FPS}:duration=2.5", src("smptebars", 3)])
+    _, tr = transitions(path)
+    assert [b.kind for b in tr.boundaries] == ["fade"] and abs(tr.boundaries[0].time_s - 3.25) <= 2 * FRAME
+    # iris straight from one shot to the next (2.0–3.0 s): one gradual boundary near 2.5 s
+    path = make(tmp_path / "j.mp4", "[0:v][1:v]xfade=transition=circleclose:duration=1:offset=2",
+                [src("testsrc2", 3), src("smptebars", 3)])
+    _, tr = transitions(path)
+    assert len(tr.boundaries) == 1 and tr.boundaries[0].kind in ("dissolve", "wipe")
+    assert abs(tr.boundaries[0].time_s - 2.5) <= 3 * FRAME
+
+
 # ------------------------------------------------------------------ not boundaries
 def test_flashes_are_not_boundaries(tmp_path: Path) -> None:
     # two pure white frames (50, 51) and one frame three times as bright (75), same picture after
@@ -150,10 +183,10 @@ def _envelope(x: np.ndarray, sr: int) -> np.ndarray:
 
 def test_mix_fades_with_the_picture_and_crossfades_a_dissolve(tmp_path: Path) -> None:
     fade = [
-        {"index": 0, "window_index": 0, "start_s": 0.0, "end_s": 3.0, "shot_start_s": 0.0,
+        {"shot_index": 0, "window_index": 0, "start_s": 0.0, "end_s": 3.0, "shot_start_s": 0.0,
          "end_transition": "fade", "end_transition_s": 1.0,
          "tracks": [{"id": 1, "order": 1, "prompt_text": "a", "stem_uri": _noise(tmp_path / "a.wav", 3, 1)}]},
-        {"index": 1, "window_index": 0, "start_s": 4.0, "end_s": 7.0, "shot_start_s": 3.5,
+        {"shot_index": 1, "window_index": 0, "start_s": 4.0, "end_s": 7.0, "shot_start_s": 3.5,
          "start_transition": "fade", "start_transition_s": 1.0,
          "tracks": [{"id": 2, "order": 1, "prompt_text": "b", "stem_uri": _noise(tmp_path / "b.wav", 3, 2)}]},
     ]
@@ -165,10 +198,10 @@ def test_mix_fades_with_the_picture_and_crossfades_a_dissolve(tmp_path: Path) ->
     assert env[int(3.2 * sr):int(3.8 * sr)].max() < 1e-6  # nothing over the black
     assert env[int(4.05 * sr)] < 0.2 * full and env[int(4.5 * sr)] < 0.85 * full  # fading in
     dissolve = [
-        {"index": 0, "window_index": 0, "start_s": 0.0, "end_s": 3.0, "shot_start_s": 0.0,
+        {"shot_index": 0, "window_index": 0, "start_s": 0.0, "end_s": 3.0, "shot_start_s": 0.0,
          "end_transition": "dissolve", "end_transition_s": 1.0,
          "tracks": [{"id": 1, "order": 1, "prompt_text": "a", "stem_uri": _noise(tmp_path / "c.wav", 3, 3)}]},
-        {"index": 1, "window_index": 0, "start_s": 2.0, "end_s": 5.0, "shot_start_s": 2.5,
+        {"shot_index": 1, "window_index": 0, "start_s": 2.0, "end_s": 5.0, "shot_start_s": 2.5,
          "start_transition": "dissolve", "start_transition_s": 1.0,
          "tracks": [{"id": 2, "order": 1, "prompt_text": "b", "stem_uri": _noise(tmp_path / "d.wav", 3, 4)}]},
     ]
