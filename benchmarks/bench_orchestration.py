@@ -225,11 +225,11 @@ def main() -> int:
 
     from sqlalchemy import func, select
 
-    from sql.schema import Scene, Track
+    from sql.schema import SceneWindow, Track
     from sql.session import make_engine, session_scope
 
     with session_scope(make_engine(f"sqlite:///{data / 'stepfoley.db'}")) as s:
-        windows = s.execute(select(func.count(Scene.id))).scalar_one()
+        windows = s.execute(select(func.count(SceneWindow.id))).scalar_one()
         tracks = s.execute(select(func.count(Track.id))).scalar_one()
         track_wall = float(s.execute(select(func.sum(Track.wall_s))).scalar_one() or 0.0)
 

@@ -49,25 +49,39 @@ def db_upgrade(ctx: click.Context) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--status", "only", type=click.Choice(["pending", "running", "done", "failed"]),
+              help="Only assets with this status.")
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
+              help="Assets per page (0: all of them, which on a large archive takes a while).")
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True, help="Which page.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """One row per asset: path, sha256, status, error, scenes, tracks, output, timings."""
+def status(ctx: click.Context, as_json: bool, only: str | None, limit: int, page: int) -> None:
+    """One row per asset (by id, a page at a time): path, sha256, status, error, scenes,
+    tracks, output, timings."""
     # CLI start-up: SQLAlchemy loads only for the commands that use it.
-    from sql.repository import asset_status_rows
+    from sql.repository import asset_status_rows, count_status_rows
     from sql.session import session_scope  # CLI start-up, as above
     from tasks.database import open_database  # CLI start-up, as above
 
     settings = cli_settings(ctx)
     engine = open_database(settings)
     with session_scope(engine) as session:
-        rows = [dict(r) for r in asset_status_rows(session)]
+        total = count_status_rows(session, status=only)
+        rows = [dict(r) for r in asset_status_rows(session, status=only, limit=limit or None,
+                                                   offset=(page - 1) * limit)]
+    first = (page - 1) * limit + 1
+    shown = (f"assets {first}–{first + len(rows) - 1} of {total}" if rows
+             else f"no assets on page {page} of {total}")
+    more = bool(limit) and (page > 1 or len(rows) < total)
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
+        if more:  # the JSON stays a plain list; where it is in the whole goes to stderr
+            click.echo(f"{shown} (--page N, --limit 0 for all)", err=True)
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} assets")
+    table = Table(title=shown if more else f"{len(rows)} assets")
     cols = ["path", "status", "scenes", "tracks", "output", "error"]
     for c in cols:
         table.add_column(c, overflow="fold")
@@ -77,6 +91,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for r in rows:  # who made the prompts, when that captioner does not know the footage
         if r.get("prompts_note"):
             click.echo(f"note: {r['path']}: {r['prompts_note']}")
+    if more:
+        click.echo(f"{shown}: --page N for more, --limit 0 for all, --status S to filter")
 
 
 for _commands in (cli_run, cli_models, cli_pull, cli_prompts, cli_review, cli_eval, cli_extract,

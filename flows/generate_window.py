@@ -68,7 +68,7 @@ def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[d
         raise RuntimeError(f"GPU run {run.id} for window {job['scene_index']}.{job['window_index']} "
                            f"ended {run.state.name if run.state else 'without a state'}")
     # The database, not Prefect's result storage, carries the tracks across machines.
-    return asset_stages.window_tracks(job["scene_id"], settings)
+    return asset_stages.window_tracks(job["window_id"], settings)
 
 
 def dispatch_windows(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:

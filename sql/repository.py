@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Table, and_, distinct, func, select, update
+from sqlalchemy import Select, Table, and_, distinct, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sql.schema import Asset, AssetPath, Failure, Mix, Output, Prompt, Run, RunAsset, Scene, \
-    Track, utcnow
+from sql import rollups
+from sql.schema import Asset, AssetPath, Failure, Mix, ModelBundle, Output, Prompt, Run, RunAsset, \
+    SceneWindow, Track, utcnow
 
 ASSET_STATUSES = ("pending", "running", "done", "failed")
 TRACK_STATUSES = ("current", "rejected", "deleted", "superseded")
@@ -140,43 +141,46 @@ def count_assets(session: Session, status: str | None = None, library: str | Non
     return int(session.execute(q).scalar_one())
 
 
-# ------------------------------------------------------------------ scenes, prompts, tracks
-def upsert_scene(session: Session, *, asset_id: int, index: int, window_index: int, start_s: float,
-                 end_s: float, shot_start_s: float | None = None,
-                 shot_end_s: float | None = None, **transitions: Any) -> dict[str, Any]:
-    """``transitions``: start_transition, end_transition, start_transition_s, end_transition_s."""
-    return _upsert(session, Scene, ["asset_id", "index", "window_index"],
-                   {"asset_id": asset_id, "index": index, "window_index": window_index,
-                    "start_s": start_s, "end_s": end_s, "shot_start_s": shot_start_s,
-                    "shot_end_s": shot_end_s, **transitions})
+# ------------------------------------------------------------------ windows, prompts, tracks
+def upsert_window(session: Session, *, asset_id: int, shot_index: int, window_index: int,
+                  start_s: float, end_s: float, shot_start_s: float | None = None,
+                  shot_end_s: float | None = None, **transitions: Any) -> dict[str, Any]:
+    """One model window of a shot. ``transitions``: start_transition, end_transition, start_transition_s, end_transition_s."""
+    row = _upsert(session, SceneWindow, ["asset_id", "shot_index", "window_index"],
+                  {"asset_id": asset_id, "shot_index": shot_index, "window_index": window_index,
+                   "start_s": start_s, "end_s": end_s, "shot_start_s": shot_start_s,
+                   "shot_end_s": shot_end_s, **transitions})
+    rollups.refresh_asset(session, asset_id)
+    return row
 
 
-def scene_windows(session: Session, asset_id: int, index: int) -> list[dict[str, Any]]:
-    q = select(Scene).where(Scene.asset_id == asset_id, Scene.index == index).order_by(Scene.window_index)
+def shot_windows(session: Session, asset_id: int, shot_index: int) -> list[dict[str, Any]]:
+    q = (select(SceneWindow).where(SceneWindow.asset_id == asset_id, SceneWindow.shot_index == shot_index)
+         .order_by(SceneWindow.window_index))
     return [_row(s) for s in session.execute(q).scalars()]  # type: ignore[misc]
 
 
-def upsert_prompt(session: Session, *, scene_id: int, order: int, text: str, source: str = "captioner",
+def upsert_prompt(session: Session, *, window_id: int, order: int, text: str, source: str = "captioner",
                   score: float | None = None, dropped: bool = False, drop_reason: str | None = None,
                   captioner_id: str | None = None, captioner_ood_distance: float | None = None,
                   captioner_note: str | None = None) -> dict[str, Any]:
     if source not in ("captioner", "user"):
         raise ValueError("prompt source must be captioner or user")
-    return _upsert(session, Prompt, ["scene_id", "order", "text"],
-                   {"scene_id": scene_id, "order": order, "text": text, "source": source,
+    return _upsert(session, Prompt, ["window_id", "order", "text"],
+                   {"window_id": window_id, "order": order, "text": text, "source": source,
                     "score": score, "dropped": dropped, "drop_reason": drop_reason,
                     "captioner_id": captioner_id, "captioner_ood_distance": captioner_ood_distance,
                     "captioner_note": captioner_note})
 
 
-def captioner_notes(session: Session, asset_ids: list[int]) -> dict[int, str]:
-    """Per asset, the note on who made its prompts when that captioner does not know the footage
-    (first scene that has one)."""
-    if not asset_ids:
+def captioner_notes(session: Session, asset_ids: list[int] | Select[Any]) -> dict[int, str]:
+    """Per asset (a list of ids or a query of them), the note on who made its prompts when that
+    captioner does not know the footage (first window that has one)."""
+    if isinstance(asset_ids, list) and not asset_ids:
         return {}
-    q = (select(Scene.asset_id, Prompt.captioner_note).join(Prompt, Prompt.scene_id == Scene.id)
-         .where(Scene.asset_id.in_(asset_ids), Prompt.captioner_note.is_not(None))
-         .order_by(Scene.asset_id, Scene.index, Prompt.order))
+    q = (select(SceneWindow.asset_id, Prompt.captioner_note).join(Prompt, Prompt.window_id == SceneWindow.id)
+         .where(SceneWindow.asset_id.in_(asset_ids), Prompt.captioner_note.is_not(None))
+         .order_by(SceneWindow.asset_id, SceneWindow.shot_index, Prompt.order))
     out: dict[int, str] = {}
     for aid, note in session.execute(q):
         out.setdefault(int(aid), str(note))
@@ -184,25 +188,39 @@ def captioner_notes(session: Session, asset_ids: list[int]) -> dict[int, str]:
 
 
 def upsert_track(session: Session, **values: Any) -> int:
-    """Track by (scene, order, version); returns its id."""
+    """Track by (window, order, version); returns its id."""
     values.pop("id", None)
     if values.get("status", "current") not in TRACK_STATUSES:
         raise ValueError(f"track status must be one of {TRACK_STATUSES}")
-    return int(_upsert(session, Track, ["scene_id", "order", "version"], values)["id"])
+    # the rollup cells this write may leave: the take's old day/device when it is rewritten
+    old = session.execute(select(Track.finished_at, Track.device).where(
+        Track.window_id == values.get("window_id"), Track.order == values.get("order"),
+        Track.version == values.get("version", 1))).one_or_none()
+    row = _upsert(session, Track, ["window_id", "order", "version"], values)
+    _refresh_for_window(session, row["window_id"])
+    cells = {(row["finished_at"], row["device"])} | ({(old.finished_at, old.device)} if old else set())
+    for finished_at, device in sorted(cells, key=lambda c: (str(c[0]), str(c[1]))):
+        rollups.refresh_generation_day(session, finished_at, device)
+    return int(row["id"])
 
 
-def current_tracks(session: Session, scene_id: int) -> list[dict[str, Any]]:
-    q = select(Track).where(Track.scene_id == scene_id, Track.status == "current").order_by(Track.order)
+def _refresh_for_window(session: Session, window_id: int) -> None:
+    asset_id = session.execute(select(SceneWindow.asset_id).where(SceneWindow.id == window_id)).scalar_one()
+    rollups.refresh_asset(session, asset_id)
+
+
+def current_tracks(session: Session, window_id: int) -> list[dict[str, Any]]:
+    q = select(Track).where(Track.window_id == window_id, Track.status == "current").order_by(Track.order)
     return [_row(t) for t in session.execute(q).scalars()]  # type: ignore[misc]
 
 
-def track_history(session: Session, scene_id: int) -> list[dict[str, Any]]:
-    q = select(Track).where(Track.scene_id == scene_id).order_by(Track.order, Track.version)
+def track_history(session: Session, window_id: int) -> list[dict[str, Any]]:
+    q = select(Track).where(Track.window_id == window_id).order_by(Track.order, Track.version)
     return [_row(t) for t in session.execute(q).scalars()]  # type: ignore[misc]
 
 
-def next_track_version(session: Session, scene_id: int, order: int) -> int:
-    q = select(func.max(Track.version)).where(Track.scene_id == scene_id, Track.order == order)
+def next_track_version(session: Session, window_id: int, order: int) -> int:
+    q = select(func.max(Track.version)).where(Track.window_id == window_id, Track.order == order)
     return int(session.execute(q).scalar_one() or 0) + 1
 
 
@@ -210,14 +228,18 @@ def set_track_status(session: Session, track_id: int, status: str) -> None:
     if status not in TRACK_STATUSES:
         raise ValueError(f"track status must be one of {TRACK_STATUSES}")
     session.execute(update(Track).where(Track.id == track_id).values(status=status))
+    window_id = session.execute(select(Track.window_id).where(Track.id == track_id)).scalar_one_or_none()
+    if window_id is not None:
+        _refresh_for_window(session, window_id)
 
 
 def asset_windows_with_tracks(session: Session, asset_id: int) -> list[dict[str, Any]]:
     """Every window of the asset in time order, with its current tracks (the mix's input)."""
-    scenes = session.execute(select(Scene).where(Scene.asset_id == asset_id)
-                             .order_by(Scene.start_s, Scene.index, Scene.window_index)).scalars().all()
+    windows = session.execute(select(SceneWindow).where(SceneWindow.asset_id == asset_id)
+                              .order_by(SceneWindow.start_s, SceneWindow.shot_index,
+                                        SceneWindow.window_index)).scalars().all()
     out = []
-    for sc in scenes:
+    for sc in windows:
         row = _row(sc)
         row["tracks"] = current_tracks(session, sc.id)  # type: ignore[index]
         out.append(row)
@@ -275,7 +297,7 @@ def link_run_asset(session: Session, run_id: int, asset_id: int) -> None:
 
 
 def record_failure(session: Session, *, stage: str, error_class: str, message: str,
-                   run_id: int | None = None, asset_id: int | None = None, scene_id: int | None = None,
+                   run_id: int | None = None, asset_id: int | None = None, window_id: int | None = None,
                    track_id: int | None = None, uri: str | None = None,
                    traceback_digest: str | None = None) -> int:
     """One row per (run, uri, stage, digest): a retried step does not duplicate its failure."""
@@ -286,7 +308,7 @@ def record_failure(session: Session, *, stage: str, error_class: str, message: s
     existing = session.execute(q.limit(1)).scalar_one_or_none()
     if existing is not None:
         return int(existing)
-    f = Failure(run_id=run_id, asset_id=asset_id, scene_id=scene_id, track_id=track_id, uri=uri,
+    f = Failure(run_id=run_id, asset_id=asset_id, window_id=window_id, track_id=track_id, uri=uri,
                 stage=stage, error_class=error_class, message=message,
                 traceback_digest=traceback_digest, created_at=utcnow())
     session.add(f)
@@ -303,37 +325,69 @@ def list_failures(session: Session, limit: int = 50, offset: int = 0,
 
 
 # ------------------------------------------------------------------ read models
-def _asset_counts(session: Session, asset_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _asset_counts(session: Session, ids: Select[Any], asset_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Shots, windows, current tracks and their wall seconds of the assets ``ids`` selects
+    (a subquery, not a list of bound ids: a whole archive is more ids than a statement holds)."""
     out: dict[int, dict[str, Any]] = {i: {"scenes": 0, "windows": 0, "tracks": 0, "wall_s": 0.0}
                                       for i in asset_ids}
     if not asset_ids:
         return out
-    q = (select(Scene.asset_id, func.count(distinct(Scene.index)), func.count(Scene.id))
-         .where(Scene.asset_id.in_(asset_ids)).group_by(Scene.asset_id))
+    q = (select(SceneWindow.asset_id, func.count(distinct(SceneWindow.shot_index)), func.count(SceneWindow.id))
+         .where(SceneWindow.asset_id.in_(ids)).group_by(SceneWindow.asset_id))
     for aid, shots, windows in session.execute(q):
         out[aid].update(scenes=int(shots), windows=int(windows))
-    q = (select(Scene.asset_id, func.count(Track.id), func.coalesce(func.sum(Track.wall_s), 0.0))
-         .join(Track, Track.scene_id == Scene.id)
-         .where(Scene.asset_id.in_(asset_ids), Track.status == "current").group_by(Scene.asset_id))
+    q = (select(SceneWindow.asset_id, func.count(Track.id), func.coalesce(func.sum(Track.wall_s), 0.0))
+         .join(Track, Track.window_id == SceneWindow.id)
+         .where(SceneWindow.asset_id.in_(ids), Track.status == "current").group_by(SceneWindow.asset_id))
     for aid, tracks, wall in session.execute(q):
         out[aid].update(tracks=int(tracks), wall_s=float(wall))
     return out
 
 
-def asset_status_rows(session: Session, asset_id: int | None = None) -> list[dict[str, Any]]:
-    """For `stepfoley status`: path, sha256, status, error, scenes, tracks, output, timings."""
-    q = select(Asset).order_by(Asset.id)
+def _latest_outputs(session: Session, ids: Select[Any]) -> dict[int, str]:
+    """The latest output URI of each asset ``ids`` selects (one query, not one per asset)."""
+    q = (select(Output.asset_id, Output.uri).where(Output.asset_id.in_(ids))
+         .order_by(Output.asset_id, Output.created_at.desc(), Output.id.desc()))
+    out: dict[int, str] = {}
+    for aid, uri in session.execute(q):
+        out.setdefault(int(aid), str(uri))
+    return out
+
+
+def _status_query(asset_id: int | None, status: str | None) -> Select[Any]:
+    q = select(Asset.id)
     if asset_id is not None:
         q = q.where(Asset.id == asset_id)
-    assets = session.execute(q).scalars().all()
-    counts = _asset_counts(session, [a.id for a in assets])
-    notes = captioner_notes(session, [a.id for a in assets])
+    if status is not None:
+        q = q.where(Asset.status == status)
+    return q
+
+
+def count_status_rows(session: Session, status: str | None = None) -> int:
+    """How many rows ``asset_status_rows`` has with this filter and no limit."""
+    return int(session.execute(select(func.count()).select_from(_status_query(None, status).subquery()))
+               .scalar_one())
+
+
+def asset_status_rows(session: Session, asset_id: int | None = None, status: str | None = None,
+                      limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """For `stepfoley status`: path, sha256, status, error, scenes, tracks, output, timings;
+    by asset id, one page (``limit``/``offset``, through the (status, id) index) when given."""
+    ids = _status_query(asset_id, status).order_by(Asset.id).offset(offset)
+    if limit is not None:
+        ids = ids.limit(limit)
+    page = ids.subquery()
+    assets = session.execute(select(Asset).where(Asset.id.in_(select(page.c.id))).order_by(Asset.id)
+                             ).scalars().all()
+    in_page = select(page.c.id)
+    counts = _asset_counts(session, in_page, [a.id for a in assets])
+    notes = captioner_notes(session, in_page) if assets else {}
+    outputs = _latest_outputs(session, in_page) if assets else {}
     rows = []
     for a in assets:
-        out = latest_output(session, a.id)
         took = (a.finished_at - a.started_at).total_seconds() if a.finished_at and a.started_at else None
         rows.append({"id": a.id, "path": a.uri, "sha256": a.sha256, "status": a.status,
-                     "error": a.error, **counts[a.id], "output": out["uri"] if out else None,
+                     "error": a.error, **counts[a.id], "output": outputs.get(a.id),
                      "duration_s": a.duration_s, "started_at": a.started_at,
                      "finished_at": a.finished_at, "elapsed_s": took, "prompts_note": notes.get(a.id)})
     return rows
@@ -363,16 +417,16 @@ def run_progress(session: Session, run_id: int) -> dict[str, tuple[int, int | No
         return {"assets": (0, None), "windows": (0, None), "tracks": (0, None)}
     finished = session.execute(select(func.count(Asset.id)).where(
         Asset.id.in_(ids), Asset.status.in_(("done", "failed")))).scalar_one()
-    windows = session.execute(select(func.count(Scene.id)).where(Scene.asset_id.in_(ids))).scalar_one()
+    windows = session.execute(select(func.count(SceneWindow.id)).where(SceneWindow.asset_id.in_(ids))).scalar_one()
     windows_done = session.execute(
-        select(func.count(distinct(Scene.id))).join(Track, Track.scene_id == Scene.id)
-        .where(Scene.asset_id.in_(ids))).scalar_one()
+        select(func.count(distinct(SceneWindow.id))).join(Track, Track.window_id == SceneWindow.id)
+        .where(SceneWindow.asset_id.in_(ids))).scalar_one()
     planned = session.execute(
-        select(func.count(Prompt.id)).join(Scene, Scene.id == Prompt.scene_id)
-        .where(Scene.asset_id.in_(ids), Prompt.dropped.is_(False))).scalar_one()
+        select(func.count(Prompt.id)).join(SceneWindow, SceneWindow.id == Prompt.window_id)
+        .where(SceneWindow.asset_id.in_(ids), Prompt.dropped.is_(False))).scalar_one()
     tracks = session.execute(
-        select(func.count(Track.id)).join(Scene, Scene.id == Track.scene_id)
-        .where(Scene.asset_id.in_(ids), Track.status == "current")).scalar_one()
+        select(func.count(Track.id)).join(SceneWindow, SceneWindow.id == Track.window_id)
+        .where(SceneWindow.asset_id.in_(ids), Track.status == "current")).scalar_one()
     return {"assets": (int(finished), len(ids)), "windows": (int(windows_done), int(windows) or None),
             "tracks": (int(tracks), int(planned) or None)}
 
@@ -383,11 +437,11 @@ def asset_detail(session: Session, asset_id: int) -> dict[str, Any] | None:
     if asset is None:
         return None
     windows = []
-    for sc in session.execute(select(Scene).where(Scene.asset_id == asset_id)
-                              .order_by(Scene.index, Scene.window_index)).scalars():
+    for sc in session.execute(select(SceneWindow).where(SceneWindow.asset_id == asset_id)
+                              .order_by(SceneWindow.shot_index, SceneWindow.window_index)).scalars():
         w = _row(sc)
         w["prompts"] = [_row(p) for p in session.execute(  # type: ignore[index]
-            select(Prompt).where(Prompt.scene_id == sc.id).order_by(Prompt.order)).scalars()]
+            select(Prompt).where(Prompt.window_id == sc.id).order_by(Prompt.order)).scalars()]
         w["tracks"] = track_history(session, sc.id)  # type: ignore[index]
         windows.append(w)
     asset["windows"] = windows
@@ -395,6 +449,8 @@ def asset_detail(session: Session, asset_id: int) -> dict[str, Any] | None:
     asset["output"] = latest_output(session, asset_id)
     asset["failures"] = list_failures(session, limit=20, asset_id=asset_id)
     asset["paths"] = list(session.execute(select(AssetPath.uri).where(AssetPath.asset_id == asset_id)).scalars())
+    # Which files, with which hashes, made its tracks: the bundles they name.
+    asset["bundles"] = model_bundles(session, sorted({t["bundle_id"] for w in windows for t in w["tracks"]}))
     return asset
 
 
@@ -403,3 +459,22 @@ def status_counts(session: Session) -> dict[str, int]:
     counts = {s: 0 for s in ASSET_STATUSES}
     counts.update({s: int(n) for s, n in session.execute(q)})
     return counts
+
+
+# ------------------------------------------------------------------ model bundles
+def record_model_bundle(session: Session, *, bundle_id: str, content_sha256: str, weights_sha256: str,
+                        files: dict[str, str], path: str | None = None) -> dict[str, Any]:
+    """The provenance row of a bundle (upsert on its id; the path is where it was last loaded)."""
+    return _upsert(session, ModelBundle, ["bundle_id"],
+                   {"bundle_id": bundle_id, "content_sha256": content_sha256,
+                    "weights_sha256": weights_sha256, "files": dict(files), "path": path},
+                   update_cols=["path"])
+
+
+def model_bundles(session: Session, bundle_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The provenance rows of these bundle ids (those recorded), by id."""
+    if not bundle_ids:
+        return []
+    rows = session.execute(select(ModelBundle).where(ModelBundle.bundle_id.in_(list(bundle_ids)))
+                           .order_by(ModelBundle.bundle_id)).scalars()
+    return [_row(r) for r in rows]  # type: ignore[misc]

@@ -1,16 +1,16 @@
 """The provenance schema: what produced every file stepfoley writes.
 
-Natural keys (unique constraints) make every write an upsert: asset by content sha256, scene
-by (asset, shot index, window index), prompt by (scene, order, text), track by (scene, order,
-version), mix by (asset, config hash), output by (asset, uri). Times are UTC, tz-aware.
+Natural keys (unique constraints) make every write an upsert: asset by content sha256, model
+window by (asset, shot index, window index), prompt by (window, order, text), track by (window,
+order, version), mix by (asset, config hash), output by (asset, uri). Times are UTC, tz-aware.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, MetaData, \
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, MetaData, \
     String, Text, UniqueConstraint, Index
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -54,6 +54,10 @@ class Base(DeclarativeBase):
 
 class Asset(Base):
     __tablename__ = "asset"
+    # (status, id): the dashboard's and `status`'s filtered pages and the pending queue read
+    # one page of the index, whatever the archive's size; likewise (library, id).
+    __table_args__ = (Index("ix_asset_status_id", "status", "id"),
+                      Index("ix_asset_library_id", "library", "id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     uri: Mapped[str] = mapped_column(Text)
@@ -70,14 +74,23 @@ class Asset(Base):
     has_audio: Mapped[bool | None] = mapped_column(Boolean)
     audio_loudness_lufs: Mapped[float | None] = mapped_column(Float)
     probe_json: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow,
+                                                 index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Rollups of the asset's windows and tracks, kept exact by the repository's writes
+    # (sql/rollups.py) so the dashboard's views need not count a million tracks; NULL until
+    # the asset's first window is written (read as 0).
+    n_shots: Mapped[int | None] = mapped_column(Integer)
+    n_windows: Mapped[int | None] = mapped_column(Integer)
+    n_tracks: Mapped[int | None] = mapped_column(Integer)  # every take, any status
+    n_current_tracks: Mapped[int | None] = mapped_column(Integer)
+    model_seconds: Mapped[float | None] = mapped_column(Float)  # wall_s of every take
 
 
 class AssetPath(Base):
@@ -88,14 +101,15 @@ class AssetPath(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class Scene(Base):
-    """One model window of one shot (``index`` = shot, ``window_index`` = window in it)."""
+class SceneWindow(Base):
+    """One model window of one shot (``shot_index`` = the shot, the CLI's SCENE;
+    ``window_index`` = the window within it)."""
 
-    __tablename__ = "scene"
-    __table_args__ = (UniqueConstraint("asset_id", "index", "window_index"),)
+    __tablename__ = "scene_window"
+    __table_args__ = (UniqueConstraint("asset_id", "shot_index", "window_index"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), index=True)
-    index: Mapped[int] = mapped_column(Integer)
+    shot_index: Mapped[int] = mapped_column(Integer)
     window_index: Mapped[int] = mapped_column(Integer, default=0)
     start_s: Mapped[float] = mapped_column(Float)
     end_s: Mapped[float] = mapped_column(Float)
@@ -112,9 +126,9 @@ class Scene(Base):
 
 class Prompt(Base):
     __tablename__ = "prompt"
-    __table_args__ = (UniqueConstraint("scene_id", "order", "text"),)
+    __table_args__ = (UniqueConstraint("window_id", "order", "text"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scene_id: Mapped[int] = mapped_column(ForeignKey("scene.id", ondelete="CASCADE"), index=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("scene_window.id", ondelete="CASCADE"), index=True)
     order: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(16), default="captioner")
@@ -123,7 +137,7 @@ class Prompt(Base):
     drop_reason: Mapped[str | None] = mapped_column(Text)
     captioner_id: Mapped[str | None] = mapped_column(String(200))
     # The demo captioner on footage that is not FoleyWorld (models/prompting/domain_check.py):
-    # distance of the scene's keyframes from FoleyWorld's, and what the user is told.
+    # distance of the shot's keyframes from FoleyWorld's, and what the user is told.
     captioner_ood_distance: Mapped[float | None] = mapped_column(Float)
     captioner_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -131,9 +145,9 @@ class Prompt(Base):
 
 class Track(Base):
     __tablename__ = "track"
-    __table_args__ = (UniqueConstraint("scene_id", "order", "version"),)
+    __table_args__ = (UniqueConstraint("window_id", "order", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scene_id: Mapped[int] = mapped_column(ForeignKey("scene.id", ondelete="CASCADE"), index=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("scene_window.id", ondelete="CASCADE"), index=True)
     order: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
     prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompt.id", ondelete="SET NULL"))
@@ -151,7 +165,7 @@ class Track(Base):
     loudness_lufs: Mapped[float | None] = mapped_column(Float)
     gain_db: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     device: Mapped[str | None] = mapped_column(String(200))
     wall_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="current", index=True)
@@ -188,6 +202,18 @@ class Output(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class GenerationDaily(Base):
+    """Takes generated and their model seconds per UTC day of completion and device (every
+    take, current or not: work done); kept exact by the repository's track writes
+    (sql/rollups.py). ``device`` is '' for takes that name none."""
+
+    __tablename__ = "generation_daily"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    device: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tracks: Mapped[int] = mapped_column(Integer)
+    model_seconds: Mapped[float] = mapped_column(Float)
+
+
 class Run(Base):
     __tablename__ = "run"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -215,8 +241,8 @@ class Failure(Base):
     __table_args__ = (Index("ix_failure_dedupe", "run_id", "uri", "stage", "traceback_digest"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
-    asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
-    scene_id: Mapped[int | None] = mapped_column(ForeignKey("scene.id", ondelete="CASCADE"))
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), index=True)
+    window_id: Mapped[int | None] = mapped_column(ForeignKey("scene_window.id", ondelete="CASCADE"))
     track_id: Mapped[int | None] = mapped_column(ForeignKey("track.id", ondelete="CASCADE"))
     uri: Mapped[str | None] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(String(32))
@@ -224,3 +250,22 @@ class Failure(Base):
     message: Mapped[str] = mapped_column(Text)
     traceback_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ModelBundle(Base):
+    """A model bundle that produced tracks: every content file with its sha256.
+
+    Tracks name their bundle (``track.bundle_id``, ``track.weights_sha256``); this row says
+    which files those are, so a track can be traced to the exact weight files that made it
+    (``files``: ``{relative path: sha256}``, weights, configs and tokenizer), and where the
+    bundle was last loaded from. One row per bundle id (a content digest): an upsert."""
+
+    __tablename__ = "model_bundle"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bundle_id: Mapped[str] = mapped_column(String(200), unique=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    weights_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

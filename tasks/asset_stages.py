@@ -17,7 +17,7 @@ from models.generation.bundle import has_guidance_branch
 from sql.repository import (asset_status_rows, asset_windows_with_tracks, current_tracks,
                             find_asset_by_uri, get_asset, known_uris, link_run_asset,
                             record_asset_path, run_asset_rows, set_asset_status, upsert_asset,
-                            upsert_mix, upsert_output, upsert_prompt, upsert_scene)
+                            upsert_mix, upsert_output, upsert_prompt, upsert_window)
 from sql.repository import run_progress as progress_counts
 from sql.schema import Track
 from tasks.asset_prompts import prompts_for_asset
@@ -126,7 +126,7 @@ def ingest_asset(path: str, settings: Mapping[str, Any], run_id: int | None) -> 
 
 
 def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Shots → model windows, recorded as scene rows (one per window)."""
+    """Shots → model windows, one ``scene_window`` row each."""
     s = as_settings(settings)
     shots = detect_shots(Path(from_uri(asset["path"])), min_shot_s=s.min_shot_s)
     windows = windows_of(shots, window_s=s.window_s, overlap_s=s.overlap_s)
@@ -135,10 +135,10 @@ def plan_windows(asset: dict[str, Any], settings: Mapping[str, Any]) -> list[dic
         for w in windows:
             how = {"start_transition": w.start_transition, "end_transition": w.end_transition,
                    "start_transition_s": w.start_transition_s, "end_transition_s": w.end_transition_s}
-            row = upsert_scene(db, asset_id=asset["id"], index=w.shot_index,
+            row = upsert_window(db, asset_id=asset["id"], shot_index=w.shot_index,
                                window_index=w.window_index, start_s=w.start_s, end_s=w.end_s,
                                shot_start_s=w.shot_start_s, shot_end_s=w.shot_end_s, **how)
-            out.append({"scene_id": row["id"], "scene_index": w.shot_index,
+            out.append({"window_id": row["id"], "scene_index": w.shot_index,
                         "window_index": w.window_index, "start_s": w.start_s, "end_s": w.end_s,
                         "shot_start_s": w.shot_start_s, "shot_end_s": w.shot_end_s, **how})
     return out
@@ -158,12 +158,12 @@ def propose_prompts(asset: dict[str, Any], windows: list[dict[str, Any]],
             domain = {"captioner_ood_distance": proposal.domain.get("distance"),
                       "captioner_note": proposal.domain.get("note")}
             for p in proposal.prompts:
-                row = upsert_prompt(db, scene_id=w["scene_id"], order=p.order, text=p.text,
+                row = upsert_prompt(db, window_id=w["window_id"], order=p.order, text=p.text,
                                     source=p.source, score=p.score, captioner_id=captioner_id, **domain)
                 kept.append({"id": row["id"], "order": p.order, "text": p.text})
             for i, d in enumerate(proposal.dropped):
                 if d.stage in ("same", "present", "limit", "replaced"):
-                    upsert_prompt(db, scene_id=w["scene_id"], order=1000 + i, text=d.text,
+                    upsert_prompt(db, window_id=w["window_id"], order=1000 + i, text=d.text,
                                   source="captioner", dropped=True, drop_reason=d.reason,
                                   captioner_id=captioner_id)
             jobs.append({**w, "asset_id": asset["id"], "asset_sha256": asset["sha256"],
@@ -266,9 +266,9 @@ def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @retry_db
-def window_tracks(scene_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+def window_tracks(window_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     with session(settings) as db:
-        return current_tracks(db, scene_id)
+        return current_tracks(db, window_id)
 
 
 # ---------------------------------------------------------------- progress for the CLI

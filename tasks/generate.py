@@ -29,12 +29,13 @@ import soundfile as sf
 import torch
 from diffusers.utils import logging as dlogging
 
-from models.generation.bundle import bundle_identity, place
+from models.generation.bundle import place
 from models.generation.pipeline import StepByStepV2APipeline
-from sql.repository import set_track_status, track_history, upsert_track
+from sql.repository import record_model_bundle, set_track_status, track_history, upsert_track
 from sql.session import session_scope
 from tasks.audio import original_audio
 from tasks.audio_files import fit_length, write_flac_atomic
+from tasks.bundle_identity import cached_bundle_identity
 from tasks.config import Settings, settings_from_json
 from tasks.frames import read_frames
 from tasks.ingest import sha256_file
@@ -48,6 +49,9 @@ class LoadedBundle:
     pipe: Any
     bundle_id: str
     weights_sha256: str
+    content_sha256: str
+    files: dict[str, str]  # {relative path: sha256} of every content file (weights, configs, tokenizer)
+    path: str
     sample_rate: int
     frame_specs: dict[str, Any]
     max_duration_s: float
@@ -66,12 +70,23 @@ def load_bundle(bundle_dir: str, device: str, threads: int = 1, dtype: str | Non
     pipe = StepByStepV2APipeline.from_pretrained(bundle_dir)
     pipe.set_progress_bar_config(disable=True)
     place(pipe, device, dtype or os.environ.get("STEPFOLEY_DTYPE") or "auto")
-    ident = bundle_identity(bundle_dir)
+    ident = cached_bundle_identity(bundle_dir)
     return LoadedBundle(pipe=pipe, bundle_id=ident["bundle_id"],
                         weights_sha256=ident["weights_sha256"],
+                        content_sha256=ident["content_sha256"], files=dict(ident["files"]),
+                        path=str(Path(bundle_dir).expanduser().resolve()),
                         sample_rate=int(pipe.codec.sample_rate),
                         frame_specs=pipe.video_features.frame_specs(),
                         max_duration_s=float(pipe.max_duration_s))
+
+
+def record_bundle(session: Any, bundle: LoadedBundle) -> None:
+    """The bundle's provenance row (every file's sha256), written with the first track it makes.
+
+    Idempotent (an upsert on the bundle id); tracks name their bundle by ``bundle_id`` and
+    ``weights_sha256``, the ``model_bundle`` row says which files, with which hashes, those are."""
+    record_model_bundle(session, bundle_id=bundle.bundle_id, content_sha256=bundle.content_sha256,
+                        weights_sha256=bundle.weights_sha256, files=bundle.files, path=bundle.path)
 
 
 def stem_path(settings: Settings, job: dict[str, Any], order: int, version: int) -> Path:
@@ -112,8 +127,9 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
     has_negative = original is not None
     config_hash = settings.generation_hash()
     with session_scope(engine) as session:
-        latest = {t["order"]: t for t in track_history(session, job["scene_id"])}
+        latest = {t["order"]: t for t in track_history(session, job["window_id"])}
     rows: list[dict[str, Any]] = []
+    rows_written = False
     earlier_prompts: list[str] = []
     for prompt in job["prompts"]:
         order, text = int(prompt["order"]), prompt["text"]
@@ -141,6 +157,9 @@ def generate_window(job: dict[str, Any], settings: Settings) -> list[dict[str, A
                             earlier_prompts=earlier_prompts, config_hash=config_hash,
                             prompt_id=prompt.get("id"))
         with session_scope(engine) as session:
+            if not rows_written:
+                record_bundle(session, bundle)
+                rows_written = True
             row["id"] = upsert_track(session, **row)
             if prev is not None and prev["version"] != version:
                 set_track_status(session, prev["id"], "superseded")
@@ -173,7 +192,7 @@ def generate_take(bundle: LoadedBundle, s: Settings, job: dict[str, Any],
     path = stem_path(s, job, order, version)
     sha = write_flac_atomic(path, out.waveform, bundle.sample_rate)
     return {
-        "scene_id": job["scene_id"], "order": order, "version": version, "prompt_id": prompt_id,
+        "window_id": job["window_id"], "order": order, "version": version, "prompt_id": prompt_id,
         "prompt_text": text, "seed": seed, "alpha": s.alpha, "beta": out.settings.get("beta", s.beta),
         "steps": s.steps, "mode": s.mode, "bundle_id": bundle.bundle_id,
         "weights_sha256": bundle.weights_sha256, "config_hash": config_hash,
@@ -184,7 +203,7 @@ def generate_take(bundle: LoadedBundle, s: Settings, job: dict[str, Any],
 
 
 # What a window's result carries (and its cache record keeps): ids, paths, hashes, no audio.
-RESULT_FIELDS = ("id", "scene_id", "order", "version", "prompt_text", "seed", "config_hash",
+RESULT_FIELDS = ("id", "window_id", "order", "version", "prompt_text", "seed", "config_hash",
                  "stem_uri", "stem_sha256", "status")
 
 

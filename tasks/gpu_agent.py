@@ -72,7 +72,7 @@ def serve_window(job: dict[str, Any], settings: dict[str, Any], lease_key: str,
         rows = generate_window(job, s)
         generate_s = time.perf_counter() - g0
     print("stepfoley-window-timing " + json.dumps({
-        "lease_key": lease_key, "scene_id": job["scene_id"], "generate_s": round(generate_s, 4),
+        "lease_key": lease_key, "window_id": job["window_id"], "generate_s": round(generate_s, 4),
         "in_task_s": round(time.perf_counter() - t0, 4), "end": time.time()}), flush=True)
     return [{k: row.get(k) for k in RESULT_FIELDS} for row in rows]
 

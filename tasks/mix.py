@@ -135,8 +135,8 @@ def _window_weights(windows: list[dict[str, Any]], rate: int) -> dict[int, np.nd
         if nxt is not None and w["end_s"] > nxt["start_s"]:
             d = min(n, int(round((w["end_s"] - nxt["start_s"]) * rate)))
             g[n - d:] *= np.cos(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
-        first = prev is None or prev["index"] != w["index"]
-        last = nxt is None or nxt["index"] != w["index"]
+        first = prev is None or prev["shot_index"] != w["shot_index"]
+        last = nxt is None or nxt["shot_index"] != w["shot_index"]
         if first and w.get("start_transition") == "fade" and w.get("start_transition_s"):
             d = min(n, int(round(float(w["start_transition_s"]) * rate)))
             g[:d] *= np.sin(np.pi / 2 * np.linspace(0, 1, d, endpoint=False))
@@ -151,7 +151,7 @@ def mix_to_files(windows: list[dict[str, Any]], out_dir: Path, *, duration_s: fl
                  target_lufs: float = -20.0, original: np.ndarray | None = None,
                  original_rate: int = OUTPUT_RATE) -> MixResult:
     """Mix the current takes of ``windows`` (repository rows with ``tracks``) into files."""
-    windows = sorted(windows, key=lambda w: (w["start_s"], w["index"], w["window_index"]))
+    windows = sorted(windows, key=lambda w: (w["start_s"], w["shot_index"], w["window_index"]))
     takes = [(wi, t) for wi, w in enumerate(windows) for t in w["tracks"]]
     rate = None
     for _, t in takes:

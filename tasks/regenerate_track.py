@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from models.generation.guidance_settings import GuidanceError, check_seed
-from sql.repository import current_tracks, find_asset, scene_windows, set_track_status, upsert_track
+from sql.repository import current_tracks, find_asset, set_track_status, shot_windows, upsert_track
 from tasks.audio_files import fit_length
 from tasks.config import Settings, SettingError
-from tasks.generate import generate_take, load_bundle, read_stem, window_inputs
+from tasks.generate import generate_take, load_bundle, read_stem, record_bundle, window_inputs
 from tasks.library_fs import local_path
 from tasks.runs import session
 from tasks.seeds import derive_seed
@@ -74,7 +74,7 @@ def regenerate(asset_ref: str, scene_index: int, order: int, settings: Settings,
     take = check_take(settings, prompt=prompt, seed=seed, beta=beta)
     asset = resolve_asset(asset_ref, settings)
     with session(settings) as s:
-        windows = scene_windows(s, asset["id"], scene_index)
+        windows = shot_windows(s, asset["id"], scene_index)
     if not windows:
         raise NotFound(f"asset {asset['id']} has no scene {scene_index}")
     changed: list[dict[str, Any]] = []
@@ -91,6 +91,8 @@ def regenerate(asset_ref: str, scene_index: int, order: int, settings: Settings,
             continue
         changed.append(_regenerate_window(asset, w, old, tracks, take.settings, take.prompt, take.seed))
         with session(settings) as s:
+            record_bundle(s, load_bundle(str(take.settings.bundle), take.settings.device,
+                                         take.settings.threads))
             set_track_status(s, old["id"], "superseded")
             changed[-1]["id"] = upsert_track(s, **{k: v for k, v in changed[-1].items() if k != "id"})
     return {"asset_id": asset["id"], "scene": scene_index, "track": order, "tracks": changed}
@@ -100,9 +102,9 @@ def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[
                        tracks: dict[int, dict[str, Any]], take_settings: Settings,
                        prompt: str | None, seed: int | None) -> dict[str, Any]:
     bundle = load_bundle(str(take_settings.bundle), take_settings.device, take_settings.threads)
-    job = {"asset_sha256": asset["sha256"], "scene_id": window["id"],
+    job = {"asset_sha256": asset["sha256"], "window_id": window["id"],
            "path": local_path(asset["uri"], asset["sha256"], take_settings.data_dir),
-           "scene_index": window["index"], "window_index": window["window_index"],
+           "scene_index": window["shot_index"], "window_index": window["window_index"],
            "start_s": window["start_s"], "end_s": window["end_s"]}
     duration = float(window["end_s"]) - float(window["start_s"])
     n = int(round(duration * bundle.sample_rate))
@@ -121,7 +123,7 @@ def _regenerate_window(asset: dict[str, Any], window: dict[str, Any], old: dict[
     version = int(old["version"]) + 1
     config_hash = take_settings.generation_hash()
     track_seed = seed if seed is not None else derive_seed(
-        asset["sha256"], window["index"], window["window_index"], old["order"], text,
+        asset["sha256"], window["shot_index"], window["window_index"], old["order"], text,
         config_hash, take_settings.seed + version)
     return generate_take(bundle, take_settings, job, video, text=text, order=old["order"],
                          version=version, seed=track_seed,

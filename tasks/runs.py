@@ -151,12 +151,12 @@ def claim_heartbeat(asset_id: int, owner: str, settings: Mapping[str, Any]) -> I
 @retry_db
 def record_failure(settings: Mapping[str, Any], *, uri: str, stage: str, err: BaseException,
                    run_id: int | None = None, asset_id: int | None = None,
-                   scene_id: int | None = None, track_id: int | None = None) -> None:
+                   window_id: int | None = None, track_id: int | None = None) -> None:
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     digest = hashlib.sha256(tb.encode("utf-8", "replace")).hexdigest()[:16]
     message = " ".join(str(err).split()) or type(err).__name__
     with session(settings) as s:
-        repository.record_failure(s, run_id=run_id, asset_id=asset_id, scene_id=scene_id,
+        repository.record_failure(s, run_id=run_id, asset_id=asset_id, window_id=window_id,
                                   track_id=track_id, uri=uri, stage=getattr(err, "stage", stage),
                                   error_class=type(err).__name__, message=message[:2000],
                                   traceback_digest=digest)

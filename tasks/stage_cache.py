@@ -40,8 +40,8 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.results import ResultRecord
 from sqlalchemy import func, select
 
-from models.generation.bundle import bundle_identity
-from sql.schema import Mix, Output, Prompt, Scene, Track
+from sql.schema import Mix, Output, Prompt, SceneWindow, Track
+from tasks.bundle_identity import cached_bundle_identity
 from tasks.config import Settings
 from tasks.database import redact
 from tasks.ingest import sha256_file
@@ -52,7 +52,7 @@ from tasks.runs import as_settings, session
 log = logging.getLogger("stepfoley.cache")
 
 # Bump when a stage's result changes meaning without its source changing.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: window rows are ``window_id`` (were ``scene_id``)
 
 # Keys are absolute paths under the settings' data directory (see the module docstring); Prefect
 # turns a Path into a LocalFileSystem rooted there (an unsaved block is refused at decoration).
@@ -81,22 +81,10 @@ def file_sha256(path: str | Path) -> str | None:
     return _sha_by_stat(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _bundle_signature(bundle: Path) -> tuple[tuple[str, int, int], ...]:
-    files = sorted(p for p in bundle.rglob("*") if p.is_file())
-    return tuple((p.relative_to(bundle).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                 for p in files)
-
-
-@functools.lru_cache(maxsize=8)
-def _bundle_identity(bundle: str, signature: tuple[tuple[str, int, int], ...]) -> dict[str, str]:
-    ident = bundle_identity(bundle)
-    return {"content": ident["content_sha256"], "weights": ident["weights_sha256"]}
-
-
 def bundle_hashes(settings: Settings) -> dict[str, str]:
     """Content and weights sha256 of the settings' bundle (re-hashed only when files change)."""
-    root = Path(settings.bundle).expanduser().resolve()
-    return _bundle_identity(str(root), _bundle_signature(root))
+    ident = cached_bundle_identity(settings.bundle)
+    return {"content": ident["content_sha256"], "weights": ident["weights_sha256"]}
 
 
 @functools.lru_cache(maxsize=64)
@@ -137,9 +125,9 @@ def _mix_key(inputs: Mapping[str, Any], s: Settings) -> dict[str, Any]:
     asset = inputs["asset"]
     with session(s) as db:
         takes = db.execute(
-            select(Track.id, Track.scene_id, Track.order, Track.version, Track.stem_sha256)
-            .join(Scene, Scene.id == Track.scene_id)
-            .where(Scene.asset_id == asset["id"], Track.status == "current")
+            select(Track.id, Track.window_id, Track.order, Track.version, Track.stem_sha256)
+            .join(SceneWindow, SceneWindow.id == Track.window_id)
+            .where(SceneWindow.asset_id == asset["id"], Track.status == "current")
             .order_by(Track.id)).all()
     return {"asset": _asset_part(asset), "takes": [list(t) for t in takes]}
 
@@ -171,8 +159,8 @@ def _count(s: Settings, model: Any, ids: list[int], *extra: Any) -> int:
 
 
 def _scenes_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:
-    ids = sorted({int(w["scene_id"]) for w in result})
-    return _count(s, Scene, ids, Scene.asset_id == inputs["asset"]["id"]) == len(ids)
+    ids = sorted({int(w["window_id"]) for w in result})
+    return _count(s, SceneWindow, ids, SceneWindow.asset_id == inputs["asset"]["id"]) == len(ids)
 
 
 def _prompts_valid(result: Any, inputs: Mapping[str, Any], s: Settings) -> bool:

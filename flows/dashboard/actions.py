@@ -18,7 +18,7 @@ from flows.dashboard.jobs import Busy
 from flows.dashboard.queries import jsonable
 from flows.dashboard.security import TOKEN_HEADER, check_csrf, check_origin, check_token, require_writer
 from flows.dashboard.state import Dashboard, dashboard
-from sql.schema import Asset, Scene, Track
+from sql.schema import Asset, SceneWindow, Track
 from tasks.config import ConfigError, settings_from_json
 
 router = APIRouter()
@@ -78,11 +78,11 @@ def start_job(d: Dashboard, track_id: int, take: dict[str, Any]) -> dict[str, An
     """Run the regenerate flow for the track's shot and track number on a job thread."""
     with d.sessions() as s:
         tr = s.get(Track, track_id)
-        sc = s.get(Scene, tr.scene_id) if tr is not None else None
+        sc = s.get(SceneWindow, tr.window_id) if tr is not None else None
         a = s.get(Asset, sc.asset_id) if sc is not None else None
         if tr is None or sc is None or a is None:
             raise HTTPException(404, "unknown track")
-        sha, scene, order, asset_id = a.sha256, sc.index, tr.order, a.id
+        sha, scene, order, asset_id = a.sha256, sc.shot_index, tr.order, a.id
     flow, settings = d.regenerate_flow, dict(d.flow_settings)
     assert flow is not None  # only a writable dashboard gets here
 

@@ -49,7 +49,7 @@ def page_asset(request: Request, asset_id: int, d: Dashboard = Depends(dashboard
     a = queries.asset(d, asset_id)
     shots: dict[int, list[dict[str, Any]]] = {}
     for w in a["windows"]:
-        shots.setdefault(w["index"], []).append(w)
+        shots.setdefault(w["shot_index"], []).append(w)
     return render(d, request, "asset.html", {"a": a, "shots": shots, "jobs": d.jobs.list(asset_id)})
 
 

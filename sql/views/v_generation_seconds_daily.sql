@@ -1,6 +1,4 @@
 -- Model seconds per UTC day and device (every generated take, current or not: work done).
-SELECT date(t.finished_at) AS day, t.device,
-       COUNT(*) AS tracks, COALESCE(SUM(t.wall_s), 0) AS model_seconds
-FROM track t
-WHERE t.finished_at IS NOT NULL
-GROUP BY date(t.finished_at), t.device
+-- Read from the generation_daily rollup (sql/rollups.py), kept exact by every track write.
+SELECT g.day, NULLIF(g.device, '') AS device, g.tracks, g.model_seconds
+FROM generation_daily g

@@ -160,7 +160,7 @@ def test_dashboard_in_chromium(tmp_path: Path, tiny_bundle: Path, demo_footage: 
         assert cli.returncode == 0, cli.stderr[-3000:]
         assert json.loads(cli.stdout)
         d = httpx.get(f"{base}/api/assets/{asset_id}").json()
-        v2 = [t for w in d["windows"] if w["index"] == 1 for t in w["tracks"]
+        v2 = [t for w in d["windows"] if w["shot_index"] == 1 for t in w["tracks"]
               if t["order"] == 2 and t["version"] == 2]
         assert v2 and all(t["status"] == "current" and t["seed"] == 9 for t in v2)
     finally:

@@ -42,11 +42,11 @@ def world(tmp_path: Path) -> dict:
     with Session(engine) as s, s.begin():
         a = repo.upsert_asset(s, sha256="a" * 64, uri="file:///x.mp4", library="lib1")
         repo.upsert_asset(s, sha256="b" * 64, uri="file:///y.mp4", library="lib2")
-        sc = repo.upsert_scene(s, asset_id=a["id"], index=0, window_index=0, start_s=0.0, end_s=1.0)
+        sc = repo.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=0, start_s=0.0, end_s=1.0)
         sid = sc["id"] if isinstance(sc, dict) else sc
-        repo.upsert_prompt(s, scene_id=sid, order=1, text="rain", score=0.91, source="captioner")
-        repo.upsert_prompt(s, scene_id=sid, order=2, text="<a door slams>", source="user")
-        common = dict(scene_id=sid, prompt_text="rain", seed=1, alpha=4.5, beta=0.0, steps=25,
+        repo.upsert_prompt(s, window_id=sid, order=1, text="rain", score=0.91, source="captioner")
+        repo.upsert_prompt(s, window_id=sid, order=2, text="<a door slams>", source="user")
+        common = dict(window_id=sid, prompt_text="rain", seed=1, alpha=4.5, beta=0.0, steps=25,
                       mode="nag", bundle_id="b", weights_sha256="0" * 64, config_hash="c",
                       stem_sha256="0" * 64, device="cpu", wall_s=1.5)
         good = repo.upsert_track(s, order=1, version=1, stem_uri="stems/t1.wav", **common)

@@ -18,13 +18,13 @@ def test_asset_page_shows_shot_transitions(tmp_path: Path) -> None:
     engine = make_engine(url)
     with Session(engine) as s, s.begin():
         a = repo.upsert_asset(s, sha256="a" * 64, uri="file:///x.mp4", library="lib")
-        repo.upsert_scene(s, asset_id=a["id"], index=0, window_index=0, start_s=0.0, end_s=2.92,
+        repo.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=0, start_s=0.0, end_s=2.92,
                           shot_start_s=0.0, shot_end_s=3.5, start_transition="start",
                           end_transition="fade", start_transition_s=0.0, end_transition_s=0.88)
-        repo.upsert_scene(s, asset_id=a["id"], index=1, window_index=0, start_s=4.12, end_s=7.0,
+        repo.upsert_window(s, asset_id=a["id"], shot_index=1, window_index=0, start_s=4.12, end_s=7.0,
                           shot_start_s=3.5, shot_end_s=7.0, start_transition="fade",
                           end_transition="end", start_transition_s=0.88, end_transition_s=0.0)
-        repo.upsert_scene(s, asset_id=a["id"], index=2, window_index=0, start_s=7.0, end_s=8.0)
+        repo.upsert_window(s, asset_id=a["id"], shot_index=2, window_index=0, start_s=7.0, end_s=8.0)
     engine.dispose()
     html = TestClient(create_app(url, tmp_path, token=None)).get(f"/assets/{a['id']}").text
     assert "start → fade 0.88 s" in html and "fade 0.88 s → end" in html

@@ -25,8 +25,8 @@ def app(tmp_path: Path) -> dict:
     migrate.upgrade(url)
     with Session(engine_for_url(url)) as s, s.begin():
         a = repo.upsert_asset(s, sha256="a" * 64, uri="file:///x.mp4", library="lib")
-        sc = repo.upsert_scene(s, asset_id=a["id"], index=0, window_index=0, start_s=0.0, end_s=1.0)
-        track = repo.upsert_track(s, scene_id=sc["id"] if isinstance(sc, dict) else sc, order=1,
+        sc = repo.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=0, start_s=0.0, end_s=1.0)
+        track = repo.upsert_track(s, window_id=sc["id"] if isinstance(sc, dict) else sc, order=1,
                                   version=1, prompt_text="rain", seed=1, alpha=4.5, beta=0.0,
                                   steps=25, mode="nag", bundle_id="b", weights_sha256="0" * 64,
                                   config_hash="c", stem_uri="stems/t1.wav", stem_sha256="0" * 64)

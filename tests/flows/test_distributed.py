@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from sql.schema import Output, Scene, Track
+from sql.schema import Output, SceneWindow, Track
 from sql.session import make_engine, session_scope
 from tests.flows.conftest import make_library, stepfoley
 
@@ -93,7 +93,7 @@ def test_backfill_through_deployments_matches_embedded(tmp_path: Path, tiny_bund
         timings = [json.loads(line.split("stepfoley-window-timing ", 1)[1])
                    for line in agent_log.splitlines() if "stepfoley-window-timing " in line]
         with session_scope(make_engine(url)) as s:
-            windows = s.execute(select(func.count(Scene.id))).scalar_one()
+            windows = s.execute(select(func.count(SceneWindow.id))).scalar_one()
             devices = set(s.execute(select(Track.device)).scalars())
         assert len(timings) == windows and windows >= 5, agent_log[-3000:]
         assert devices == {f"cpu@{socket.gethostname()}"}

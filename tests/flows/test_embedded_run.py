@@ -53,7 +53,7 @@ def _engine(db_url: str):  # type: ignore[no-untyped-def]
 
 def _tracks(db_url: str) -> list[tuple]:
     with session_scope(_engine(db_url)) as s:
-        return sorted(s.execute(select(Track.scene_id, Track.order, Track.version, Track.seed,
+        return sorted(s.execute(select(Track.window_id, Track.order, Track.version, Track.seed,
                                        Track.stem_sha256, Track.status)).all())
 
 
@@ -142,12 +142,12 @@ GOLDEN_STEMS: dict[tuple[str, int, int, int, int], tuple[int, str]] = {
 def _stem_digests(url: str) -> dict[tuple[str, int, int, int, int], tuple[int, str]]:
     import soundfile as sf
 
-    from sql.schema import Scene
+    from sql.schema import SceneWindow
 
     with session_scope(_engine(url)) as s:
-        rows = s.execute(select(Asset.uri, Scene.index, Scene.window_index, Track.order, Track.version,
+        rows = s.execute(select(Asset.uri, SceneWindow.shot_index, SceneWindow.window_index, Track.order, Track.version,
                                 Track.seed, Track.stem_uri)
-                         .join(Scene, Scene.asset_id == Asset.id).join(Track, Track.scene_id == Scene.id)
+                         .join(SceneWindow, SceneWindow.asset_id == Asset.id).join(Track, Track.window_id == SceneWindow.id)
                          .where(Track.status == "current")).all()
     out = {}
     for uri, scene, window, order, version, seed, stem in rows:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from models.generation.bundle import bundle_identity
+from models.generation.bundle import bundle_identity, file_sha256
 from tasks.ffmpeg_bin import ffmpeg_path
 from tests.flows.conftest import stepfoley
 from tests.models.mmaudio_family.release_helpers import build_tiny_release
@@ -68,6 +68,14 @@ def test_run_with_converted_release(tmp_path: Path, mmaudio_bundle: Path) -> Non
     with sqlite3.connect(data / "stepfoley.db") as db:
         tracks = db.execute("select bundle_id, weights_sha256, stem_uri, prompt_text from track").fetchall()
     assert tracks and {t[:2] for t in tracks} == {(ident["bundle_id"], ident["weights_sha256"])}
+    # ... and the bundle's row names every weight file with its sha256 (issue #20 §3)
+    with sqlite3.connect(data / "stepfoley.db") as db:
+        (bundle_row,) = db.execute("select bundle_id, weights_sha256, files, path from model_bundle").fetchall()
+    files = json.loads(bundle_row[2])
+    weight_files = sorted(p for p in mmaudio_bundle.rglob("*.safetensors"))
+    assert len(weight_files) >= 5  # network, VAE, vocoder, Synchformer, CLIP (at least)
+    assert {p.relative_to(mmaudio_bundle).as_posix(): file_sha256(p) for p in weight_files}.items() <= files.items()
+    assert bundle_row[:2] == (ident["bundle_id"], ident["weights_sha256"]) and bundle_row[3] == str(mmaudio_bundle.resolve())
     import soundfile as sf
 
     info = sf.info(tracks[0][2])

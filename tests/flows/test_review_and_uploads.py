@@ -30,7 +30,7 @@ def test_regenerate_then_delete_one_track(tmp_path: Path, tiny_bundle: Path, dem
     url = f"sqlite:///{data / 'stepfoley.db'}"
     with session_scope(make_engine(url)) as s:
         sha = s.execute(select(Asset.sha256)).scalar_one()
-        before = {(t.scene_id, t.order): (t.version, t.stem_sha256) for t in s.execute(select(Track)).scalars()}
+        before = {(t.window_id, t.order): (t.version, t.stem_sha256) for t in s.execute(select(Track)).scalars()}
         mixes_before = s.execute(select(Mix.sha256)).scalars().all()
     settings = {"bundle": str(tiny_bundle), "steps": 3, "tracks": 2}
     code = ("from flows.regenerate import regenerate_track; import json;"
@@ -39,27 +39,27 @@ def test_regenerate_then_delete_one_track(tmp_path: Path, tiny_bundle: Path, dem
     proc = _py(code, data)
     assert proc.returncode == 0 and "RESULT [2]" in proc.stdout, proc.stdout + proc.stderr
     with session_scope(make_engine(url)) as s:
-        rows = s.execute(select(Track).order_by(Track.scene_id, Track.order, Track.version)).scalars().all()
-        changed = [(t.scene_id, t.order, t.version, t.status, t.prompt_text, t.seed) for t in rows
+        rows = s.execute(select(Track).order_by(Track.window_id, Track.order, Track.version)).scalars().all()
+        changed = [(t.window_id, t.order, t.version, t.status, t.prompt_text, t.seed) for t in rows
                    if t.version > 1 or t.status != "current"]
-        scene_of_shot1 = {t.scene_id for t in rows if t.version == 2}
+        scene_of_shot1 = {t.window_id for t in rows if t.version == 2}
         assert len(scene_of_shot1) == 1
         sid = scene_of_shot1.pop()
         assert (sid, 1, 1, "superseded") in [(a, b, c, d) for a, b, c, d, *_ in changed]
         assert (sid, 1, 2, "current", "a bell rings", 7) in changed
         # every other track untouched
         for t in rows:
-            if (t.scene_id, t.order) != (sid, 1):
-                assert before[(t.scene_id, t.order)] == (t.version, t.stem_sha256)
+            if (t.window_id, t.order) != (sid, 1):
+                assert before[(t.window_id, t.order)] == (t.version, t.stem_sha256)
         assert s.execute(select(Mix.sha256)).scalars().all() != mixes_before  # re-mixed
     # delete track 2 of the same shot: kept in history, gone from the mix, and a rerun keeps it out
     proc = _py(code.replace("prompt='a bell rings', seed=7", "delete=True").replace("1, 1,", "1, 2,"), data)
     assert proc.returncode == 0, proc.stderr
     assert stepfoley(["--data-dir", str(data), "run", str(lib), *common]).returncode == 0
     with session_scope(make_engine(url)) as s:
-        t2 = s.execute(select(Track).where(Track.scene_id == sid, Track.order == 2)).scalars().all()
+        t2 = s.execute(select(Track).where(Track.window_id == sid, Track.order == 2)).scalars().all()
         assert [t.status for t in t2] == ["deleted"]
-        t1 = s.execute(select(Track).where(Track.scene_id == sid, Track.order == 1, Track.status == "current")).scalar_one()
+        t1 = s.execute(select(Track).where(Track.window_id == sid, Track.order == 1, Track.status == "current")).scalar_one()
         assert t1.version == 2  # the operator's take survives a rerun
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-from sql.migrate import current, downgrade, upgrade
+from sql.migrate import current, downgrade, heads, upgrade
 from sql.repository import asset_status_rows, upsert_prompt
 from sql.session import make_engine, session_scope
 
@@ -21,12 +21,12 @@ def test_upgrade_from_0002_keeps_prompts_and_status_reports_the_note(sqlite_url:
         conn.execute(text('INSERT INTO prompt (id, scene_id, "order", text, source, dropped, captioner_id, created_at) '
                           "VALUES (3, 7, 1, 'A clock ticks', 'captioner', 0, 'foleyworld:x', '2026-12-01 00:00:00')"))
     upgrade(sqlite_url)
-    assert current(sqlite_url) == "0003"
+    assert current(sqlite_url) == heads()[0]
     assert {"captioner_ood_distance", "captioner_note"} <= {c["name"] for c in inspect(engine).get_columns("prompt")}
     with session_scope(engine) as db:
         (row,) = asset_status_rows(db)
         assert row["prompts_note"] is None  # rows written before keep NULL
-        upsert_prompt(db, scene_id=7, order=1, text="A clock ticks", captioner_id="foleyworld:x",
+        upsert_prompt(db, window_id=7, order=1, text="A clock ticks", captioner_id="foleyworld:x",
                       captioner_ood_distance=8.1, captioner_note="not FoleyWorld: bring a VLM")
     with session_scope(engine) as db:
         (row,) = asset_status_rows(db)

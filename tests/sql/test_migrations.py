@@ -33,9 +33,9 @@ def test_upgrade_is_idempotent_and_views_query(db_url: str) -> None:
     engine = make_engine(db_url)
     with session_scope(engine) as s:
         a = r.upsert_asset(s, sha256="ab" * 32, uri="/lib/a.mp4", duration_s=12.5)
-        sc = r.upsert_scene(s, asset_id=a["id"], index=0, window_index=0, start_s=0.0, end_s=8.0)
-        r.upsert_scene(s, asset_id=a["id"], index=0, window_index=1, start_s=6.0, end_s=12.5)
-        r.upsert_track(s, scene_id=sc["id"], order=1, version=1, prompt_text="rain", seed=1,
+        sc = r.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=0, start_s=0.0, end_s=8.0)
+        r.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=1, start_s=6.0, end_s=12.5)
+        r.upsert_track(s, window_id=sc["id"], order=1, version=1, prompt_text="rain", seed=1,
                        alpha=4.5, beta=1.5, steps=25, mode="nag", bundle_id="b@1",
                        weights_sha256="w" * 64, config_hash="c" * 16, stem_uri="/s.flac",
                        stem_sha256="s" * 64, wall_s=2.5, device="cpu@h", finished_at=utcnow())

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sql import repository as r
 from sql.claims import claim_asset, release_claim, renew_claim
 from sql.migrate import upgrade
-from sql.schema import Asset, AssetPath, Failure, Mix, Output, Prompt, RunAsset, Scene, Track
+from sql.schema import Asset, AssetPath, Failure, Mix, Output, Prompt, RunAsset, SceneWindow, Track
 from sql.session import make_engine, session_scope
 
 SHA = "0123456789abcdef" * 4
@@ -28,8 +28,8 @@ def _count(engine, model) -> int:  # type: ignore[no-untyped-def]
         return int(s.execute(select(func.count()).select_from(model)).scalar_one())
 
 
-def _track(scene_id: int, **kw: Any) -> dict[str, Any]:
-    base = dict(scene_id=scene_id, order=1, version=1, prompt_text="a dog barks", seed=7,
+def _track(window_id: int, **kw: Any) -> dict[str, Any]:
+    base = dict(window_id=window_id, order=1, version=1, prompt_text="a dog barks", seed=7,
                 alpha=4.5, beta=1.5, steps=25, mode="nag", bundle_id="b@1", weights_sha256="w" * 64,
                 config_hash="c" * 16, stem_uri="/stems/a.flac", stem_sha256="s" * 64, wall_s=1.5,
                 device="cpu@host")
@@ -50,10 +50,10 @@ def test_every_upsert_is_idempotent(engine) -> None:  # type: ignore[no-untyped-
     aid = a1["id"]
     _twice(engine, lambda s: r.record_asset_path(s, aid, "/lib/a.mp4"))
     assert _count(engine, AssetPath) == 1
-    sc = _twice(engine, lambda s: r.upsert_scene(s, asset_id=aid, index=0, window_index=0,
+    sc = _twice(engine, lambda s: r.upsert_window(s, asset_id=aid, shot_index=0, window_index=0,
                                                  start_s=0.0, end_s=3.0))[0]
-    assert _count(engine, Scene) == 1
-    p = _twice(engine, lambda s: r.upsert_prompt(s, scene_id=sc["id"], order=1, text="a dog barks",
+    assert _count(engine, SceneWindow) == 1
+    p = _twice(engine, lambda s: r.upsert_prompt(s, window_id=sc["id"], order=1, text="a dog barks",
                                                  score=0.9))[0]
     assert _count(engine, Prompt) == 1
     ids = _twice(engine, lambda s: r.upsert_track(s, **_track(sc["id"], prompt_id=p["id"])))
@@ -85,7 +85,7 @@ def test_upsert_updates_facts_but_keeps_status(engine) -> None:  # type: ignore[
 def test_versions_status_and_detail(engine) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         a = r.upsert_asset(s, sha256=SHA, uri="/a.mp4")
-        sc = r.upsert_scene(s, asset_id=a["id"], index=0, window_index=0, start_s=0, end_s=8)
+        sc = r.upsert_window(s, asset_id=a["id"], shot_index=0, window_index=0, start_s=0, end_s=8)
         t1 = r.upsert_track(s, **_track(sc["id"]))
         assert r.next_track_version(s, sc["id"], 1) == 2
         r.set_track_status(s, t1, "superseded")

@@ -217,10 +217,10 @@ def _tone(path: Path, freq: float, seconds: float, amp: float, sr: int = 16000) 
 
 def test_mix_crossfades_normalises_gates_and_limits(tmp_path: Path) -> None:
     windows = [
-        {"index": 0, "window_index": 0, "start_s": 0.0, "end_s": 8.0, "shot_start_s": 0.0,
+        {"shot_index": 0, "window_index": 0, "start_s": 0.0, "end_s": 8.0, "shot_start_s": 0.0,
          "tracks": [{"id": 1, "order": 1, "prompt_text": "hum", "stem_uri": str(_tone(tmp_path / "a.wav", 220, 8, 0.5))},
                     {"id": 2, "order": 2, "prompt_text": "hiss", "stem_uri": str(_tone(tmp_path / "q.wav", 3000, 8, 1e-6))}]},
-        {"index": 0, "window_index": 1, "start_s": 6.0, "end_s": 14.0, "shot_start_s": 0.0,
+        {"shot_index": 0, "window_index": 1, "start_s": 6.0, "end_s": 14.0, "shot_start_s": 0.0,
          "tracks": [{"id": 3, "order": 1, "prompt_text": "hum", "stem_uri": str(_tone(tmp_path / "b.wav", 330, 8, 0.05))}]},
     ]
     res = mix_to_files(windows, tmp_path / "out", duration_s=14.0)

@@ -161,7 +161,7 @@ def _take(tmp: Path, name: str, x: np.ndarray, rate: int) -> str:
 
 
 def _window(i: int, start: float, end: float, tracks: list[tuple[int, str, str]]) -> dict[str, Any]:
-    return {"index": 0, "window_index": i, "start_s": start, "end_s": end, "shot_start_s": 0.0,
+    return {"shot_index": 0, "window_index": i, "start_s": start, "end_s": end, "shot_start_s": 0.0,
             "tracks": [{"id": 10 * i + k, "order": k, "prompt_text": p, "stem_uri": u} for k, p, u in tracks]}
 
 
@@ -239,7 +239,7 @@ def test_silent_and_short_takes_are_gated_and_a_silent_mix_has_no_loudness(tmp_p
 
 
 def _w(index: int, wi: int, start: float, end: float, **kw: Any) -> dict[str, Any]:
-    return {"index": index, "window_index": wi, "start_s": start, "end_s": end, "tracks": [], **kw}
+    return {"shot_index": index, "window_index": wi, "start_s": start, "end_s": end, "tracks": [], **kw}
 
 
 def test_crossfade_weights_are_equal_power_sin_cos_over_the_overlap() -> None:
