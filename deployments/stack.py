@@ -2,6 +2,7 @@
 """Start and stop a distributed stepfoley stack on this host, all on 127.0.0.1.
 
     python deployments/stack.py up   [--state DIR] [--postgres | --db-url URL] [--port 4200]
+    python deployments/stack.py restart NAME [--state DIR] [--kill]
     python deployments/stack.py down [--state DIR]
 
 `up` (idempotent: a running stack is left alone):
@@ -17,6 +18,12 @@
      windows go to the agents, `STEPFOLEY_GPU_DEPLOYMENT=agents`, two assets in flight per
      agent) and one `gpu` process worker (operator regenerations), each with its own
      STEPFOLEY_* settings.
+`restart NAME` (``server``, ``agent-N``, ``worker-cpu``, ``worker-gpu``) stops that process
+(SIGTERM, or SIGKILL with ``--kill``) and starts it again with the command and environment it
+was first started with (kept in STATE/pids.json under ``launch``), on the same port, appending
+to its log; it returns once the server answers again / the agent has its model loaded. It is
+how an operator (and the fault benchmark, benchmarks/bench_agent_faults.py) restarts one part
+of a running stack.
 `down` stops workers and agents first (they hang if the server goes first), then the server,
 then PostgreSQL. Process ids live in STATE/pids.json. Uses only the venv's `prefect` CLI.
 """
@@ -93,6 +100,19 @@ def wait_agent(log: Path, pid: int, timeout: float) -> None:
     raise TimeoutError(f"GPU agent not ready within {timeout:.0f} s: {log}")
 
 
+def launch(spec: dict[str, object], append: bool = False) -> subprocess.Popen:
+    """Start one stack process from its launch spec ({"cmd", "env" (over os.environ), "log"})."""
+    env = {**os.environ, **spec["env"]}  # type: ignore[dict-item]
+    return subprocess.Popen(list(spec["cmd"]), env=env, cwd=REPO,  # type: ignore[call-overload]
+                            stdout=open(str(spec["log"]), "ab" if append else "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def env_delta(env: dict[str, str]) -> dict[str, str]:
+    """What ``env`` sets beyond this process's environment (what a restart must set again)."""
+    return {k: v for k, v in env.items() if os.environ.get(k) != v}
+
+
 def pg_bin(name: str) -> str:
     found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
     if not found:
@@ -152,11 +172,11 @@ def up(args: argparse.Namespace) -> None:
     env = base_env(state, api_url, server_env)
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                               "--port", str(api_port)], env=env, cwd=REPO,
-                              stdout=open(logs / "server.log", "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    pids["server"] = server.pid
+    specs: dict[str, dict[str, object]] = {}
+    specs["server"] = {"cmd": [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(api_port)],
+                       "env": env_delta(env), "log": str(logs / "server.log")}
+    pids["server"] = launch(specs["server"]).pid
     pid_file.write_text(json.dumps(pids))
     wait_http(f"{api_url}/health", 120)
 
@@ -182,10 +202,9 @@ def up(args: argparse.Namespace) -> None:
     for i in range(args.gpu_agents):
         agent_env = {**env, **common, "STEPFOLEY_DEVICE": device if device == "cpu" or args.gpu_agents == 1
                      else f"{device}:{i}"}
-        a = subprocess.Popen([sys.executable, "-m", "flows.gpu_agent", "--limit", "1"],
-                             env=agent_env, cwd=REPO, stdout=open(logs / f"agent-{i}.log", "wb"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        pids[f"agent-{i}"] = a.pid
+        specs[f"agent-{i}"] = {"cmd": [sys.executable, "-m", "flows.gpu_agent", "--limit", "1"],
+                               "env": env_delta(agent_env), "log": str(logs / f"agent-{i}.log")}
+        pids[f"agent-{i}"] = launch(specs[f"agent-{i}"]).pid
     pid_file.write_text(json.dumps(pids))
     for i in range(args.gpu_agents):
         wait_agent(logs / f"agent-{i}.log", pids[f"agent-{i}"], 300)
@@ -198,14 +217,14 @@ def up(args: argparse.Namespace) -> None:
         "gpu": {**common, "STEPFOLEY_DEVICE": os.environ.get("STEPFOLEY_GPU_DEVICE", "cpu")},
     }
     for pool, extra in workers.items():
-        w = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", pool,
-                              "--type", "process", "--name", f"{pool}-{socket.gethostname()}",
-                              "--limit", "1" if pool == "gpu" else str(args.cpu_slots)],
-                             env={**env, **extra}, cwd=REPO,
-                             stdout=open(logs / f"worker-{pool}.log", "wb"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        pids[f"worker-{pool}"] = w.pid
-    pids.update({"api_url": api_url, "db_url": db_url or "", "data_dir": str(data_dir)})
+        specs[f"worker-{pool}"] = {
+            "cmd": [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                    "--name", f"{pool}-{socket.gethostname()}",
+                    "--limit", "1" if pool == "gpu" else str(args.cpu_slots)],
+            "env": env_delta({**env, **extra}), "log": str(logs / f"worker-{pool}.log")}
+        pids[f"worker-{pool}"] = launch(specs[f"worker-{pool}"]).pid
+    pids.update({"api_url": api_url, "db_url": db_url or "", "data_dir": str(data_dir),
+                 "launch": specs})
     pid_file.write_text(json.dumps(pids, indent=2))
     print(json.dumps(pids, indent=2))
 
@@ -226,6 +245,38 @@ def _kill(pid: int, timeout: float = 20) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def restart(args: argparse.Namespace) -> None:
+    state = Path(args.state).resolve()
+    pid_file = state / "pids.json"
+    pids = json.loads(pid_file.read_text())
+    spec = pids.get("launch", {}).get(args.name)
+    if spec is None:
+        raise SystemExit(f"no stack process {args.name!r} (have: {', '.join(pids.get('launch', {}))})")
+    t0 = time.monotonic()
+    if args.kill:
+        try:
+            os.killpg(pids[args.name], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _kill(pids[args.name])
+    stopped = time.monotonic()
+    log = Path(str(spec["log"]))
+    ready_before = log.read_text(errors="replace").count("stepfoley-agent-ready") if log.exists() else 0
+    proc = launch(spec, append=True)
+    pids[args.name] = proc.pid
+    pid_file.write_text(json.dumps(pids, indent=2))
+    if args.name == "server":
+        wait_http(f"{pids['api_url']}/health", 180)
+    elif args.name.startswith("agent-"):
+        deadline = time.monotonic() + 300
+        while log.read_text(errors="replace").count("stepfoley-agent-ready") <= ready_before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{args.name} did not come back: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+    print(json.dumps({"name": args.name, "pid": proc.pid, "stop_s": round(stopped - t0, 2),
+                      "start_s": round(time.monotonic() - stopped, 2)}))
 
 
 def down(args: argparse.Namespace) -> None:
@@ -260,10 +311,14 @@ def main() -> None:
     pu.add_argument("--gpu-agents", type=int, default=1,
                     help="warm GPU agents (one per device; STEPFOLEY_GPU_DEVICE=cuda → cuda:i)")
     pu.add_argument("--cpu-slots", type=int, default=2)
+    pr = sub.add_parser("restart")
+    pr.add_argument("name", help="server, agent-N, worker-cpu or worker-gpu")
+    pr.add_argument("--state", default=str(REPO / ".stack"))
+    pr.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     pd = sub.add_parser("down")
     pd.add_argument("--state", default=str(REPO / ".stack"))
     args = p.parse_args()
-    (up if args.cmd == "up" else down)(args)
+    {"up": up, "restart": restart, "down": down}[args.cmd](args)
 
 
 if __name__ == "__main__":

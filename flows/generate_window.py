@@ -15,9 +15,11 @@ Where a window runs is the worker's setting ``STEPFOLEY_GPU_DEPLOYMENT``:
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 
+import httpx
 from prefect import flow, get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
 from prefect.states import Crashed
@@ -29,7 +31,7 @@ from tasks.prefect_tasks import (
     generate_window_task,
     gpu_window_task,
 )
-from tasks.window_lease import lease_expired, lease_path
+from tasks.window_lease import lease_expired, lease_path, queue_lost_at
 
 AGENTS = "agents"
 # A window's lease outlives its agent's last renewal by this much (tasks/window_lease.py); a
@@ -39,6 +41,10 @@ LEASE_TTL_S = float(os.environ.get("STEPFOLEY_WINDOW_LEASE_TTL_S", "30"))
 POLL_S = 2.0
 # Dispatches of one window (the first + re-dispatches after its agent died) before giving up.
 MAX_DISPATCHES = 3
+# How long a caller waits out a Prefect API that does not answer (a server restart) before
+# its asset fails; what the API's failures raise (refused/reset sockets, 5xx while starting).
+API_OUTAGE_S = float(os.environ.get("STEPFOLEY_API_OUTAGE_S", "600"))
+API_ERRORS = (httpx.HTTPError, OSError)
 
 
 @flow(name="generate-window", flow_run_name="window {job[scene_index]}.{job[window_index]}",
@@ -94,53 +100,99 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
     A window whose agent died (its lease lapsed, tasks/window_lease.py) is marked Crashed and
     dispatched again, up to MAX_DISPATCHES times; a window that fails (e.g. its agent cannot
     load the model: ModelLoadError) raises with the agent's reason once the others have ended,
-    so the asset fails with that reason and the backfill goes on with the next asset."""
+    so the asset fails with that reason and the backfill goes on with the next asset.
+
+    A Prefect server restart: while the API does not answer, this waits (up to API_OUTAGE_S)
+    instead of failing the asset; the restarted server's queue of deferred runs is empty, so a
+    window deferred before the outage (seen here, or by an agent: ``queue_lost_at``) that is
+    still SCHEDULED and holds no lease is marked Crashed and deferred again (not counted as a
+    lost agent). A window that ran through the outage but whose end the server never heard
+    of shows as RUNNING without a lease, and is dispatched again like a dead agent's: the new
+    attempt finds its tracks recorded and only reads them back (tasks/generate.py)."""
     data_dir = settings_from_json(settings).data_dir
 
     def dispatch(job: dict[str, Any]) -> dict[str, Any]:
         key = uuid.uuid4().hex
         future = gpu_window_task.delay(job, settings, key, LEASE_TTL_S)
-        return {"job": job, "future": future, "key": key}
+        return {"job": job, "future": future, "key": key, "at": time.time()}
 
-    inflight = [dispatch(job) for job in jobs]
+    def _check_window(i: int, slots: dict[int, dict[str, Any]], runs: dict[Any, Any],
+                      lost: float | None) -> None:
+        w = slots[i]
+        run = runs.get(w["future"].task_run_id)
+        state = run.state if run else None
+        if state is None:
+            return
+        lease = lease_path(data_dir, w["key"])
+        if state.is_completed():
+            del slots[i]
+        elif state.is_final():
+            errors.append(f"{_name(w['job'])}: {state.name}: {state.message}")
+            del slots[i]
+        elif state.is_scheduled():
+            # queued (or waiting to retry): nobody's yet, unless the queue it was in died
+            if lost is None or w["at"] >= lost or lease.exists():
+                return
+            slots[i] = dispatch(w["job"])  # first: an API error here changes nothing
+            _crash(run.id, "the Prefect server's queue was lost (a restart); deferred again")
+        else:
+            # PENDING or RUNNING: an agent took it; its lease says whether that agent lives.
+            since = state.timestamp.timestamp() if state.timestamp else None
+            why = lease_expired(lease, since, LEASE_TTL_S)
+            if why is None:
+                return
+            if dispatches[i] >= MAX_DISPATCHES:
+                _crash(run.id, f"GPU agent lost: {why}; given up")
+                errors.append(f"{_name(w['job'])}: {dispatches[i]} agents lost it ({why})")
+                del slots[i]
+                return
+            slots[i] = dispatch(w["job"])
+            dispatches[i] += 1
+            lease.unlink(missing_ok=True)  # the dead agent's
+            _crash(run.id, f"GPU agent lost: {why}; window dispatched again")
+
     dispatches = {i: 1 for i in range(len(jobs))}
-    slots = dict(enumerate(inflight))
+    undispatched = list(range(len(jobs)))
+    slots: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
-    while slots:
-        # Event-driven wait on the oldest window (an agent takes windows in order), then one
-        # API read for the states of all the windows still in flight.
-        first = slots[min(slots)]
-        first["future"].wait(timeout=POLL_S)
-        with get_client(sync_client=True) as client:
-            ids = [w["future"].task_run_id for w in slots.values()]
-            states = {r.id: r for r in client.read_task_runs(
-                task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=ids)))}
-            for i, w in list(slots.items()):
-                run = states.get(w["future"].task_run_id)
-                state = run.state if run else None
-                if state is None:
-                    continue
-                if state.is_completed():
-                    del slots[i]
-                elif state.is_final():
-                    errors.append(f"{_name(w['job'])}: {state.name}: {state.message}")
-                    del slots[i]
-                elif not state.is_scheduled():
-                    # PENDING or RUNNING: an agent took it (a queued or retry-waiting run is
-                    # SCHEDULED and nobody's yet); its lease says whether that agent lives.
-                    since = state.timestamp.timestamp() if state.timestamp else None
-                    why = lease_expired(lease_path(data_dir, w["key"]), since, LEASE_TTL_S)
-                    if why is None:
-                        continue
-                    client.set_task_run_state(
-                        run.id, Crashed(message=f"GPU agent lost: {why}; window dispatched again"),
-                        force=True)
-                    if dispatches[i] >= MAX_DISPATCHES:
-                        errors.append(f"{_name(w['job'])}: {dispatches[i]} agents lost it ({why})")
-                        del slots[i]
-                        continue
-                    lease_path(data_dir, w["key"]).unlink(missing_ok=True)  # the dead agent's
-                    dispatches[i] += 1
-                    slots[i] = dispatch(w["job"])
+    outage_since: float | None = None  # first failed API call of the outage in progress
+    seen_outage: float | None = None  # start of the last outage this caller lived through
+    while undispatched or slots:
+        try:
+            while undispatched:  # all at once; an outage here resumes where it stopped
+                slots[undispatched[0]] = dispatch(jobs[undispatched[0]])
+                undispatched.pop(0)
+            runs = _read_windows(slots)
+            if outage_since is not None:
+                seen_outage, outage_since = outage_since, None
+            lost = max((t for t in (seen_outage, queue_lost_at(data_dir)) if t is not None),
+                       default=None)
+            for i in list(slots):
+                _check_window(i, slots, runs, lost)
+        except API_ERRORS as exc:
+            outage_since = outage_since or time.time()
+            if time.time() - outage_since > API_OUTAGE_S:
+                raise RuntimeError(f"Prefect API unreachable for {API_OUTAGE_S:.0f} s: {exc}") from exc
+            time.sleep(POLL_S)
     if errors:
         raise RuntimeError("GPU agents failed " + "; ".join(errors))
+
+
+def _read_windows(slots: dict[int, dict[str, Any]]) -> dict[Any, Any]:
+    """Wait (event-driven) on the oldest window, then read all in-flight windows' task runs."""
+    # an agent takes windows in order: the oldest is the next to end
+    slots[min(slots)]["future"].wait(timeout=POLL_S)
+    with get_client(sync_client=True) as client:
+        ids = [w["future"].task_run_id for w in slots.values()]
+        return {r.id: r for r in client.read_task_runs(
+            task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=ids)))}
+
+
+def _crash(task_run_id: Any, message: str) -> None:
+    """Mark a dispatch this caller gave up on Crashed (best effort: its window is already
+    dispatched again, and an agent skips a delivered run that is final, tasks/agent_worker.py)."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_task_run_state(task_run_id, Crashed(message=message), force=True)
+    except API_ERRORS:
+        pass

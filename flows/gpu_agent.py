@@ -11,7 +11,10 @@
    a killed agent never takes a queued window down with it): deferred task runs arrive over
    the server's websocket, ``--limit`` at a time (1 per device: windows are memory-bound),
    each a task run of the flow run that dispatched it;
-3. stops on SIGTERM/SIGINT (a window in progress is abandoned; its lease lapses and the caller
+3. outlives a restart of the Prefect server: it reconnects (tasks/agent_worker.py) and records
+   the outage in the shared data dir, so callers re-defer what the restarted server's empty
+   queue forgot (tasks/window_lease.py, flows/generate_window.py);
+4. stops on SIGTERM/SIGINT (a window in progress is abandoned; its lease lapses and the caller
    dispatches it again).
 
 Windows asking for another bundle than the preloaded one load it on first use (the process
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 from tasks.config import ConfigError, apply_offline_defaults, load_settings
 
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.agent_worker import serve_slot_first  # (same reason)
     from tasks.prefect_tasks import gpu_window_task  # (same reason)
     from tasks.warm_imports import import_pipeline_modules  # (same reason)
+    from tasks.window_lease import record_reconnect  # (same reason)
 
     import_pipeline_modules()
     try:
@@ -51,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepfoley gpu agent: {exc}", file=sys.stderr, flush=True)
         return 3
     print(gpu_agent.agent_ready_line(settings.bundle, settings.device), flush=True)
-    serve_slot_first(gpu_window_task, limit=max(1, args.limit))
+    # A lost server connection is recorded in the shared data dir when it comes back, so the
+    # callers re-defer the windows a restarted server forgot (tasks/window_lease.py).
+    serve_slot_first(gpu_window_task, limit=max(1, args.limit),
+                     on_reconnect=partial(record_reconnect, settings.data_dir))
     return 0
 
 

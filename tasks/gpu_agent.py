@@ -67,7 +67,9 @@ def serve_window(job: dict[str, Any], settings: dict[str, Any], lease_key: str,
     s = settings_from_json(settings)
     agent_bundle(s)
     remove_stale_temp_files(s, job)
-    with hold_lease(lease_path(s.data_dir, lease_key), lease_ttl_s):
+    about = {"window_id": job["window_id"], "asset_sha256": job["asset_sha256"],
+             "window": f"{job['scene_index']}.{job['window_index']}"}
+    with hold_lease(lease_path(s.data_dir, lease_key), lease_ttl_s, about):
         g0 = time.perf_counter()
         rows = generate_window(job, s)
         generate_s = time.perf_counter() - g0

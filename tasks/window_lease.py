@@ -3,7 +3,8 @@
 A GPU agent that takes a window (a deferred Prefect task run) holds a lease for it, under a
 key the caller chose for that dispatch:
 
-    DATA_DIR/leases/<lease key>.json = {"owner": "host:pid", "expires_at": t_renew + ttl}
+    DATA_DIR/leases/<lease key>.json = {"owner": "host:pid", "expires_at": t_renew + ttl,
+                                         ...what the holder says it works on (the window)}
 
 written at start and renewed every ttl/3 by a heartbeat thread (temp file + rename, so a
 reader sees the old or the new record, never half of one), removed when the window ends.
@@ -27,8 +28,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def lease_path(data_dir: Path, key: str) -> Path:
@@ -39,24 +41,28 @@ def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _write(path: Path, owner: str, ttl_s: float) -> None:
+def _write(path: Path, owner: str, ttl_s: float, about: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"owner": owner, "expires_at": time.time() + ttl_s}))
+    tmp.write_text(json.dumps({**about, "owner": owner, "expires_at": time.time() + ttl_s}))
     os.replace(tmp, path)
 
 
 @contextlib.contextmanager
-def hold_lease(path: Path, ttl_s: float) -> Iterator[None]:
-    """Hold the lease at ``path`` (renewed at ttl/3) until the block ends, then drop it."""
+def hold_lease(path: Path, ttl_s: float, about: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Hold the lease at ``path`` (renewed at ttl/3) until the block ends, then drop it.
+
+    ``about`` (JSON values) goes into the record, so an operator looking at a lease (or at a
+    dead agent's) sees which window it was."""
     owner = owner_name()
-    _write(path, owner, ttl_s)
+    about = dict(about or {})
+    _write(path, owner, ttl_s, about)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(ttl_s / 3):
             try:
-                _write(path, owner, ttl_s)
+                _write(path, owner, ttl_s, about)
             except OSError:  # a missed beat only shortens the lease; the next one retries
                 pass
 
@@ -87,3 +93,40 @@ def lease_expired(path: Path, running_since: float | None, ttl_s: float,
     if float(record.get("expires_at", 0)) < now:
         return f"lease of {record.get('owner')} expired {now - float(record['expires_at']):.0f} s ago"
     return None
+
+
+# --- server outages, as the agents saw them -------------------------------------------------
+# A restarted Prefect server has lost its in-memory queue of deferred task runs: a window that
+# was queued (SCHEDULED, not yet delivered) will never reach an agent. Every agent sees the
+# restart (its subscription socket drops) and records it here when it is connected again:
+#
+#     DATA_DIR/leases/agents/<host:pid>.json = {"lost_at": t_drop, "back_at": t_reconnected}
+#
+# A caller treats a window it deferred before the latest ``lost_at`` that is still SCHEDULED
+# (and holds no lease) as lost with the queue and defers it again (flows/generate_window.py).
+
+
+def agents_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "leases" / "agents"
+
+
+def record_reconnect(data_dir: Path, lost_at: float, back_at: float) -> None:
+    """This agent's connection to the server was lost at ``lost_at`` and is back at ``back_at``."""
+    path = agents_dir(data_dir) / f"{owner_name()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"lost_at": lost_at, "back_at": back_at}))
+    os.replace(tmp, path)
+
+
+def queue_lost_at(data_dir: Path) -> float | None:
+    """When an agent last lost the server (after which it reconnected), or None if never."""
+    latest: float | None = None
+    folder = agents_dir(data_dir)
+    for p in folder.glob("*.json") if folder.is_dir() else ():
+        try:
+            t = float(json.loads(p.read_text())["lost_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being replaced: the next poll reads it
+        latest = t if latest is None else max(latest, t)
+    return latest

@@ -9,7 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.window_lease import hold_lease, lease_expired, lease_path
+from tasks.window_lease import (agents_dir, hold_lease, lease_expired, lease_path, owner_name,
+                                queue_lost_at, record_reconnect)
 
 
 def test_a_held_lease_is_renewed_and_dropped(tmp_path: Path) -> None:
@@ -81,3 +82,37 @@ def test_the_expiry_rule_at_its_edges(tmp_path: Path) -> None:
     assert lease_expired(path, 0.0, 30.0, now=now) is None
     path.write_text('{"owner": "h:1", "expi')  # half a record: read again at the next poll
     assert lease_expired(path, 0.0, 30.0, now=now) is None
+
+
+def test_the_record_says_which_window_and_keeps_saying_it(tmp_path: Path) -> None:
+    path = lease_path(tmp_path, "k6")
+    about = {"window_id": 7, "window": "2.1"}
+    with hold_lease(path, ttl_s=0.3, about=about):
+        first = json.loads(path.read_text())
+        time.sleep(0.25)  # renewed at least once
+        renewed = json.loads(path.read_text())
+    for record in (first, renewed):
+        assert record["window_id"] == 7 and record["window"] == "2.1"
+        assert record["owner"] == owner_name()
+    assert renewed["expires_at"] > first["expires_at"]
+    # the holder's own fields win over a caller's
+    with hold_lease(path, ttl_s=60.0, about={"owner": "x", "expires_at": 0}):
+        record = json.loads(path.read_text())
+        assert record["owner"] == owner_name() and record["expires_at"] > time.time()
+
+
+def test_agents_outages_give_the_latest_loss_of_the_queue(tmp_path: Path) -> None:
+    assert queue_lost_at(tmp_path) is None  # no leases dir at all
+    record_reconnect(tmp_path, 100.0, 105.0)
+    assert queue_lost_at(tmp_path) == 100.0
+    assert json.loads((agents_dir(tmp_path) / f"{owner_name()}.json").read_text()) == {
+        "lost_at": 100.0, "back_at": 105.0}
+    record_reconnect(tmp_path, 200.0, 230.0)  # the same agent again: replaces its record
+    assert queue_lost_at(tmp_path) == 200.0
+    assert len(list(agents_dir(tmp_path).iterdir())) == 1  # no temp file left
+    (agents_dir(tmp_path) / "other:1.json").write_text(json.dumps({"lost_at": 150.0}))
+    assert queue_lost_at(tmp_path) == 200.0  # the latest of all agents
+    (agents_dir(tmp_path) / "other:2.json").write_text(json.dumps({"lost_at": 300.0}))
+    assert queue_lost_at(tmp_path) == 300.0
+    (agents_dir(tmp_path) / "other:3.json").write_text('{"lost_a')  # being written
+    assert queue_lost_at(tmp_path) == 300.0
