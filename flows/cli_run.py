@@ -104,7 +104,11 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
         display.join(timeout=5)
         preload.join()  # (long done unless the run ended early) no load torn down mid-way
     rows = asset_stages.run_summary_rows(run_id, s)
-    _print_summary(rows)
+    if rows:
+        _print_summary(rows)
+    else:  # a nightly rerun: unchanged done files are neither read nor listed (tasks/known_files.py)
+        click.echo("nothing to do: no new or changed video needed work (`stepfoley status` lists "
+                   "every asset)")
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

@@ -99,6 +99,12 @@ class AssetPath(Base):
     asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), index=True)
     uri: Mapped[str] = mapped_column(Text, unique=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The stat index (tasks/stat_index.py): the file's identity when its content was hashed;
+    # NULL = unknown, never trusted (inode/device folded into signed 64 bits).
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    device: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SceneWindow(Base):

@@ -26,6 +26,7 @@ from tasks.config import ConfigError, Settings
 from tasks.errors import MediaError
 from tasks.ingest import discover as walk_library
 from tasks.ingest import hash_and_probe, ingest_path, sha256_file
+from tasks.known_files import KnownFiles
 from tasks.library_fs import cache_root, local_path
 from tasks.media_paths import from_uri, to_uri
 from tasks.mix import OUTPUT_RATE, mix_to_files
@@ -57,9 +58,15 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
     out (a renamed or moved copy included: its new path is recorded against the same asset).
     A library may be an fsspec URI: its files are staged locally (tasks/library_fs.py), the
     to-do list carries the staged paths and the records the original URIs.
+
+    Only what changed is read: a file whose stat is the one recorded when it was hashed
+    (tasks/stat_index.py; the library's entries come in one query, tasks/known_files.py) keeps
+    its asset without a hash or a probe; when that asset is done it costs no write either (it is
+    not linked to this run, which takes nothing on for it).
     """
     todo: list[dict[str, Any]] = []
     wanted = {from_uri(p) for p in paths} if paths is not None else None
+    known = KnownFiles(settings, library)
     for item in walk_library(from_uri(library), cache_dir=cache_root(as_settings(settings).data_dir)):
         if isinstance(item, MediaError):
             record_failure(settings, uri=to_uri(item.path or library), stage="discover", err=item,
@@ -69,23 +76,30 @@ def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int 
         source = item.uri or path
         if wanted is not None and str(item.path) not in wanted and source not in wanted:
             continue
-        try:
-            facts = hash_and_probe(item)
-        except MediaError as err:
-            _record_bad_file(settings, path, err, run_id, source)
-            continue
-        with session(settings) as s:
-            asset = upsert_asset(s, library=to_uri(library), **facts.asset_fields())
-            record_asset_path(s, asset["id"], source)
-            if source != path:
-                # later stages see the staged copy's path: let them find the asset by it too
-                record_asset_path(s, asset["id"], path)
-            link_run_asset(s, run_id, asset["id"])
+        asset = known.unchanged(source, item.stat)  # {"id", "sha256", "status"} or None
+        if asset is None:
+            try:
+                facts = hash_and_probe(item)
+            except MediaError as err:
+                _record_bad_file(settings, path, err, run_id, source)
+                continue
+            with session(settings) as s:
+                asset = upsert_asset(s, library=to_uri(library), **facts.asset_fields())
+                record_asset_path(s, asset["id"], source)
+                if source != path:
+                    # later stages see the staged copy's path: let them find the asset by it too
+                    record_asset_path(s, asset["id"], path)
+                known.record(s, source, item.stat)
+                link_run_asset(s, run_id, asset["id"])
+        elif asset["status"] != "done":
+            with session(settings) as s:
+                link_run_asset(s, run_id, asset["id"])
         if asset["status"] == "done":
             continue
         todo.append({"path": path, "asset_id": asset["id"], "sha256": asset["sha256"]})
         if limit is not None and len(todo) >= limit:
             break
+    known.close()
     return todo
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +27,7 @@ from tasks.errors import MediaError
 from tasks.library_files import VIDEO_EXTENSIONS, is_sidecar, looks_like_video
 from tasks.media_paths import display, to_uri
 from tasks.probe import ProbeResult, probe
+from tasks.stat_index import FileStat
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DiscoveredFile:
     path: Path
     size_bytes: int
     uri: str | None = None  # where a staged copy came from (None: ``path`` is the file itself)
+    stat: FileStat | None = None  # ``path``'s identity when walked (tasks/stat_index.py)
 
 
 @dataclass
@@ -64,12 +67,15 @@ def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[Dis
         if local is None:
             cache = Path(cache_dir) if cache_dir is not None else library_fs.default_cache_root()
             for item in library_fs.discover_staged(str(library), cache):
-                yield item if isinstance(item, MediaError) else DiscoveredFile(item.path, item.size_bytes, item.uri)
+                yield item if isinstance(item, MediaError) else DiscoveredFile(
+                    item.path, item.size_bytes, item.uri, FileStat.read(item.path))
             return
         library = local
     library = Path(library)
     if library.is_file():
-        yield DiscoveredFile(library, library.stat().st_size)
+        taken = time.time_ns()
+        st_lib = library.stat()
+        yield DiscoveredFile(library, st_lib.st_size, stat=FileStat.of(st_lib, taken))
         return
     if not library.is_dir():
         yield MediaError(f"{display(library)}: library not found", path=str(library), stage="discover")
@@ -102,6 +108,7 @@ def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[Dis
             p = Path(e.path)
             try:
                 is_dir = e.is_dir(follow_symlinks=True)
+                taken = time.time_ns()  # before the stat: the racy rule needs its moment
                 st_e = p.stat()
             except OSError as exc:
                 if e.is_symlink():
@@ -121,7 +128,7 @@ def discover(library: Path | str, cache_dir: Path | None = None) -> Iterator[Dis
                 yield MediaError(f"{display(p)}: permission denied", path=str(p), stage="discover")
                 continue
             if looks_like_video(p):
-                yield DiscoveredFile(p, st_e.st_size)
+                yield DiscoveredFile(p, st_e.st_size, stat=FileStat.of(st_e, taken))
         stack.extend(reversed(subdirs))
 
 
