@@ -73,7 +73,8 @@ def test_run_with_converted_release(tmp_path: Path, mmaudio_bundle: Path) -> Non
         (bundle_row,) = db.execute("select bundle_id, weights_sha256, files, path from model_bundle").fetchall()
     files = json.loads(bundle_row[2])
     weight_files = sorted(p for p in mmaudio_bundle.rglob("*.safetensors"))
-    assert len(weight_files) >= 5  # network, VAE, vocoder, Synchformer, CLIP (at least)
+    # the network, the codec (VAE + vocoder), the video features (CLIP + Synchformer), the text tower
+    assert {p.relative_to(mmaudio_bundle).parts[0] for p in weight_files} >= {"transformer", "codec", "video_features"}
     assert {p.relative_to(mmaudio_bundle).as_posix(): file_sha256(p) for p in weight_files}.items() <= files.items()
     assert bundle_row[:2] == (ident["bundle_id"], ident["weights_sha256"]) and bundle_row[3] == str(mmaudio_bundle.resolve())
     import soundfile as sf
