@@ -147,12 +147,13 @@ def fill(engine: Engine, n: int) -> dict[str, int]:
     with engine.begin() as conn:
         for sql in stmts:
             conn.execute(text(sql), {"n": n})
-        rollups.rebuild_all(conn)  # the rows went around the repository: count them once
         if engine.dialect.name == "postgresql":
             for table in ("asset", "asset_path", "scene_window", "prompt", "track", "mix", "output",
                           "run", "run_asset", "failure"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                   f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"))
+    with engine.begin() as conn:
+        rollups.rebuild_all(conn)  # the rows went around the repository: count them once
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
     with engine.connect() as conn:
@@ -356,6 +357,8 @@ def main() -> None:
     ap.add_argument("--sqlite", action="store_true", help="also on an SQLite file")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--plans", type=Path, help="write the query plans here")
+    ap.add_argument("--keep", action="store_true",
+                    help="leave the PostgreSQL cluster running (its URL is printed; stop it with pg_ctl)")
     args = ap.parse_args()
     from tests.pg import start_cluster
 
@@ -370,7 +373,10 @@ def main() -> None:
             results.append(bench(f"sqlite:///{tmp / 'scale.db'}", args.assets, args.reps,
                                  tmp / "data-sqlite", plans))
     finally:
-        cluster.stop()
+        if args.keep:
+            print(f"kept: {cluster.url('scale')} (data {cluster.data})", flush=True)
+        else:
+            cluster.stop()
     print(f"load: {os.getloadavg()}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"load_before_after": os.getloadavg(), "results": results},

@@ -43,7 +43,14 @@ def alembic_config(url: str) -> Config:
 
 
 def heads() -> list[str]:
-    return list(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    return list(_heads())
+
+
+@functools.lru_cache(maxsize=1)
+def _heads() -> tuple[str, ...]:
+    # Alembic compiles every migration file to find the heads (~60 ms); they do not change
+    # while a process runs, and every command that opens the database asks.
+    return tuple(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
 def current(url: str) -> str | None:

@@ -325,9 +325,9 @@ def list_failures(session: Session, limit: int = 50, offset: int = 0,
 
 
 # ------------------------------------------------------------------ read models
-def _asset_counts(session: Session, ids: Select[Any], asset_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Shots, windows, current tracks and their wall seconds of the assets ``ids`` selects
-    (a subquery, not a list of bound ids: a whole archive is more ids than a statement holds)."""
+def _asset_counts(session: Session, ids: Select[Any] | list[int],
+                  asset_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Shots, windows, current tracks and their wall seconds of the assets ``ids`` names."""
     out: dict[int, dict[str, Any]] = {i: {"scenes": 0, "windows": 0, "tracks": 0, "wall_s": 0.0}
                                       for i in asset_ids}
     if not asset_ids:
@@ -344,8 +344,8 @@ def _asset_counts(session: Session, ids: Select[Any], asset_ids: Sequence[int]) 
     return out
 
 
-def _latest_outputs(session: Session, ids: Select[Any]) -> dict[int, str]:
-    """The latest output URI of each asset ``ids`` selects (one query, not one per asset)."""
+def _latest_outputs(session: Session, ids: Select[Any] | list[int]) -> dict[int, str]:
+    """The latest output URI of each asset ``ids`` names (one query, not one per asset)."""
     q = (select(Output.asset_id, Output.uri).where(Output.asset_id.in_(ids))
          .order_by(Output.asset_id, Output.created_at.desc(), Output.id.desc()))
     out: dict[int, str] = {}
@@ -379,8 +379,11 @@ def asset_status_rows(session: Session, asset_id: int | None = None, status: str
     page = ids.subquery()
     assets = session.execute(select(Asset).where(Asset.id.in_(select(page.c.id))).order_by(Asset.id)
                              ).scalars().all()
-    in_page = select(page.c.id)
-    counts = _asset_counts(session, in_page, [a.id for a in assets])
+    # a page's ids as bound values (SQLite then probes its indexes per id); a whole archive's
+    # as a subquery (more ids than one statement may bind)
+    listed = [a.id for a in assets]
+    in_page: Select[Any] | list[int] = listed if len(listed) <= 1000 else select(page.c.id)
+    counts = _asset_counts(session, in_page, listed)
     notes = captioner_notes(session, in_page) if assets else {}
     outputs = _latest_outputs(session, in_page) if assets else {}
     rows = []

@@ -82,17 +82,22 @@ def _day_sql(conn: Connection) -> str:
 
 
 def rebuild_all(conn: Connection) -> None:
-    """Recount every rollup from the rows (after a bulk load; as a repair)."""
+    """Recount every rollup from the rows (after a bulk load; as a repair). An asset without
+    windows keeps NULL, as the write path leaves it."""
+    conn.execute(text("UPDATE asset SET n_shots = NULL, n_windows = NULL, n_tracks = NULL, "
+                      "n_current_tracks = NULL, model_seconds = NULL"))
     conn.execute(text("""
-        UPDATE asset SET
-          n_shots = (SELECT COUNT(DISTINCT s.shot_index) FROM scene_window s WHERE s.asset_id = asset.id),
-          n_windows = (SELECT COUNT(*) FROM scene_window s WHERE s.asset_id = asset.id),
-          n_tracks = (SELECT COUNT(*) FROM track t JOIN scene_window s ON s.id = t.window_id
-                      WHERE s.asset_id = asset.id),
-          n_current_tracks = (SELECT COUNT(*) FROM track t JOIN scene_window s ON s.id = t.window_id
-                              WHERE s.asset_id = asset.id AND t.status = 'current'),
-          model_seconds = (SELECT COALESCE(SUM(t.wall_s), 0) FROM track t
-                           JOIN scene_window s ON s.id = t.window_id WHERE s.asset_id = asset.id)"""))
+        UPDATE asset SET n_shots = w.shots, n_windows = w.windows,
+          n_tracks = COALESCE(t.tracks, 0), n_current_tracks = COALESCE(t.current_tracks, 0),
+          model_seconds = COALESCE(t.seconds, 0)
+        FROM (SELECT asset_id, COUNT(DISTINCT shot_index) AS shots, COUNT(*) AS windows
+              FROM scene_window GROUP BY asset_id) w
+        LEFT JOIN (SELECT s.asset_id, COUNT(*) AS tracks,
+                          SUM(CASE WHEN tr.status = 'current' THEN 1 ELSE 0 END) AS current_tracks,
+                          SUM(tr.wall_s) AS seconds
+                   FROM track tr JOIN scene_window s ON s.id = tr.window_id GROUP BY s.asset_id) t
+          ON t.asset_id = w.asset_id
+        WHERE asset.id = w.asset_id"""))
     conn.execute(text("DELETE FROM generation_daily"))
     conn.execute(text(f"""
         INSERT INTO generation_daily (day, device, tracks, model_seconds)

@@ -10,7 +10,8 @@ v_generation_seconds_daily's scan of the track table): 3.4 s. Now:
 - indexes: asset (status, id) replaces asset (status) (a filtered page, the pending queue and
   the per-status counts read one index range), asset (library, id), asset (updated_at) (the
   assets page's filters), track (finished_at) (a day's recount), failure (asset_id) (an asset's
-  failures; the cascade from asset).
+  failures; the cascade from asset), and asset (status, finished_at, duration_s, n_shots,
+  n_windows, n_tracks), which v_throughput_daily reads alone (an index-only scan).
 
 Revision ID: 0007
 Revises: 0005
@@ -39,6 +40,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_asset_status_id', ['status', 'id'], unique=False)
         batch_op.create_index('ix_asset_library_id', ['library', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_asset_updated_at'), ['updated_at'], unique=False)
+        batch_op.create_index('ix_asset_status_finished_at', ['status', 'finished_at', 'duration_s',
+                              'n_shots', 'n_windows', 'n_tracks'], unique=False)
     with op.batch_alter_table('track', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_track_finished_at'), ['finished_at'], unique=False)
     with op.batch_alter_table('failure', schema=None) as batch_op:
@@ -53,15 +56,17 @@ def upgrade() -> None:
     )
     # the rollups of the rows already there (the same counts sql/rollups.py keeps)
     op.execute("""
-        UPDATE asset SET
-          n_shots = (SELECT COUNT(DISTINCT s.shot_index) FROM scene_window s WHERE s.asset_id = asset.id),
-          n_windows = (SELECT COUNT(*) FROM scene_window s WHERE s.asset_id = asset.id),
-          n_tracks = (SELECT COUNT(*) FROM track t JOIN scene_window s ON s.id = t.window_id
-                      WHERE s.asset_id = asset.id),
-          n_current_tracks = (SELECT COUNT(*) FROM track t JOIN scene_window s ON s.id = t.window_id
-                              WHERE s.asset_id = asset.id AND t.status = 'current'),
-          model_seconds = (SELECT COALESCE(SUM(t.wall_s), 0) FROM track t
-                           JOIN scene_window s ON s.id = t.window_id WHERE s.asset_id = asset.id)""")
+        UPDATE asset SET n_shots = w.shots, n_windows = w.windows,
+          n_tracks = COALESCE(t.tracks, 0), n_current_tracks = COALESCE(t.current_tracks, 0),
+          model_seconds = COALESCE(t.seconds, 0)
+        FROM (SELECT asset_id, COUNT(DISTINCT shot_index) AS shots, COUNT(*) AS windows
+              FROM scene_window GROUP BY asset_id) w
+        LEFT JOIN (SELECT s.asset_id, COUNT(*) AS tracks,
+                          SUM(CASE WHEN tr.status = 'current' THEN 1 ELSE 0 END) AS current_tracks,
+                          SUM(tr.wall_s) AS seconds
+                   FROM track tr JOIN scene_window s ON s.id = tr.window_id GROUP BY s.asset_id) t
+          ON t.asset_id = w.asset_id
+        WHERE asset.id = w.asset_id""")
     day = ("CAST(finished_at AT TIME ZONE 'UTC' AS date)" if op.get_bind().dialect.name == 'postgresql'
            else "date(finished_at)")
     op.execute(f"""
@@ -77,6 +82,7 @@ def downgrade() -> None:
     with op.batch_alter_table('track', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_track_finished_at'))
     with op.batch_alter_table('asset', schema=None) as batch_op:
+        batch_op.drop_index('ix_asset_status_finished_at')
         batch_op.drop_index(batch_op.f('ix_asset_updated_at'))
         batch_op.drop_index('ix_asset_library_id')
         batch_op.drop_index('ix_asset_status_id')
