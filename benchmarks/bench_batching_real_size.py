@@ -13,6 +13,8 @@ the shared machine's load hits them alike), medians of ``--repeats``:
 
     throughput ratio(B) = B · t(1) / t(B)       (> 1: batching pays; 1: no gain; < 1: it costs)
 
+t is this process's CPU time (one torch thread); the wall-time ratio is reported beside it.
+
 Parity: every batched network step is compared row block by row block with the B = 1 step of
 the same window (distinct random features, noise and negative latent per window); and one
 end-to-end check, ``generate_tracks_batched`` against ``generate_track`` for 2 windows at real
@@ -57,24 +59,27 @@ ALPHA, BETA = 4.5, 1.5
 ATOL, RTOL = 1e-4, 1e-4  # float32; rows differ from the B = 1 forward only by matmul reassociation
 
 
-def interleaved(fns: dict[int, Callable[[], object]], repeats: int, warm: bool = True) -> dict[int, float]:
-    """Median seconds of each fn, the fns run round-robin ``repeats`` times after one warm-up
-    (``warm=False``: the caller has run each once already)."""
+def interleaved(fns: dict[int, Callable[[], object]], repeats: int, warm: bool = True
+                ) -> dict[int, tuple[float, float]]:
+    """Median (CPU seconds, wall seconds) of each fn, the fns run round-robin ``repeats`` times
+    after one warm-up (``warm=False``: the caller has run each once already). CPU time of this
+    process is the measure: with one torch thread it is what the work costs, while the wall
+    time on the shared 2-core box is mostly other jobs' (here ~10× the CPU time at load 10)."""
     for fn in fns.values() if warm else ():
         fn()
-    samples: dict[int, list[float]] = {b: [] for b in fns}
+    samples: dict[int, list[tuple[float, float]]] = {b: [] for b in fns}
     for _ in range(repeats):
         for b, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            samples[b].append(time.perf_counter() - t0)
-    return {b: statistics.median(v) for b, v in samples.items()}
+            samples[b].append((time.process_time() - c0, time.perf_counter() - t0))
+    return {b: (statistics.median(c for c, _ in v), statistics.median(w for _, w in v)) for b, v in samples.items()}
 
 
-def ratios(times: dict[int, float]) -> list[dict]:
-    t1 = times[min(times)]
-    return [{"B": b, "call_s": round(t, 3), "per_item_s": round(t / b, 3),
-             "throughput_vs_B1": round(b * t1 / t, 3)} for b, t in sorted(times.items())]
+def ratios(times: dict[int, tuple[float, float]]) -> list[dict]:
+    c1, w1 = times[min(times)]
+    return [{"B": b, "cpu_s": round(c, 3), "cpu_per_item_s": round(c / b, 3), "throughput_vs_B1": round(b * c1 / c, 3),
+             "wall_s": round(w, 3), "wall_throughput_vs_B1": round(b * w1 / w, 3)} for b, (c, w) in sorted(times.items())]
 
 
 def build_network() -> tuple[MMAudio, AudioControlNet]:
