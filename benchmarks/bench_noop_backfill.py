@@ -1,7 +1,7 @@
 """What a nightly backfill costs per asset that is already done (issue #18 §4, on demand).
 
     .venv/bin/python benchmarks/bench_noop_backfill.py [--sizes 100,1000,10000] [--real 3]
-        [--repeats 2] [--work DIR] [--json FILE] [--profile-size N]
+        [--repeats 2] [--work DIR] [--json FILE] [--profile-size N] [--discover-only]
 
 1. **Library.** One tiny clip is made with ffmpeg (64×36, 25 fps, 1 s, H.264, lavfi
    ``testsrc``); the library's N files are that clip with one ISO-BMFF ``free`` box appended
@@ -26,13 +26,16 @@
 4. **Where the time goes**: the same command once more under ``cProfile`` for
    ``--profile-size`` (default the largest size), top functions by cumulative and own time.
 
+5. ``--discover-only``: the discovery stage alone, in process, on each done library (``--work``
+   reuses those of a full run): the part of a no-op run that grows with the library, without
+   the run's constant, which on a busy shared machine varies by more than the whole of it.
+
 Prints JSON (also to ``--json``) and a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
 import pstats
@@ -102,6 +105,25 @@ def mark_done(lib: Path, data: Path) -> dict[str, float]:
             "mark_done_s": time.perf_counter() - t1}
 
 
+def discover_timing(lib: Path, data: Path, repeats: int) -> list[float]:
+    """Seconds of the discovery stage alone, in this process, on a library that is all done:
+    the only part of a no-op run that depends on the library's size (the run's constant of
+    imports, API start and bookkeeping taken out, so it is far less noisy on a busy machine)."""
+    from tasks import asset_stages, runs
+    from tasks.config import load_settings
+    from tasks.media_paths import to_uri
+
+    s = load_settings({"data_dir": data}).to_json()
+    out = []
+    for _ in range(repeats):
+        run_id = runs.start_run("bench-discover", {"library": str(lib)}, s)
+        t0 = time.perf_counter()
+        todo = asset_stages.discover(to_uri(lib), s, run_id)
+        out.append(time.perf_counter() - t0)
+        assert todo == [], f"{len(todo)} files to do in a library that is all done"
+    return out
+
+
 def noop_run(lib: Path, data: Path, env: dict[str, str], profile: Path | None = None,
              extra: list[str] | None = None) -> float:
     """Wall seconds of ``stepfoley run LIB`` in a fresh process (must exit 0)."""
@@ -126,20 +148,26 @@ def profile_summary(prof: Path, top: int = 25) -> dict[str, list[str]]:
     return out
 
 
-def count_calls(prof: Path, names: tuple[str, ...]) -> dict[str, int]:
-    """Primitive call counts of the functions named (``file:function``)."""
+def count_calls(prof: Path, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Primitive calls and cumulative seconds of the functions named (``file:function``)."""
     st = pstats.Stats(str(prof))
-    found = {n: 0 for n in names}
-    for (filename, _line, func), (cc, _nc, _tt, _ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+    found = {n: {"calls": 0, "cum_s": 0.0} for n in names}
+    for (filename, _line, func), (cc, _nc, _tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         for n in names:
             f, fn = n.split(":")
             if filename.endswith(f) and func == fn:
-                found[n] += cc
+                found[n]["calls"] += cc
+                found[n]["cum_s"] = round(found[n]["cum_s"] + ct, 3)
     return found
 
 
+# what a done file may cost, and the whole run's parts (the report reads the run's assets)
 HOT = ("tasks/ingest.py:sha256_file", "tasks/probe.py:probe", "sql/repository.py:upsert_asset",
-       "tasks/asset_stages.py:discover", "sql/repository.py:link_run_asset")
+       "sql/repository.py:link_run_asset", "tasks/asset_stages.py:discover",
+       "tasks/ingest.py:discover", "tasks/known_files.py:__init__", "tasks/known_files.py:close",
+       "tasks/report.py:report_run", "flows/cli_run.py:_print_summary",
+       "tasks/warm_imports.py:import_pipeline_modules", "flows/backfill.py:backfill_library",
+       "flows/cli_run.py:run_library")
 
 
 def main() -> None:
@@ -150,6 +178,8 @@ def main() -> None:
     ap.add_argument("--profile-size", type=int, default=None)
     ap.add_argument("--work", type=Path, default=None, help="keep everything here")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--discover-only", action="store_true",
+                    help="time only the discovery stage in process (reuses --work's libraries)")
     args = ap.parse_args()
     sizes = sorted(int(x) for x in args.sizes.split(","))
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-noop-"))
@@ -157,6 +187,21 @@ def main() -> None:
     env = bench_env(work)
     os.environ.update({k: env[k] for k in ("PREFECT_HOME",)})
     clip = base_clip(work / "base.mp4")
+    if args.discover_only:
+        timing: dict[str, Any] = {"uptime": os.popen("uptime").read().strip(), "sizes": {}}
+        for n in sizes:
+            lib, data = work / f"lib-{n}", work / f"data-{n}"
+            if not data.exists():
+                make_library(lib, n, clip)
+                mark_done(lib, data)
+            walls = discover_timing(lib, data, args.repeats)
+            timing["sizes"][n] = {"discover_s": walls, "per_file_ms": 1000 * min(walls) / n}
+            print(n, timing["sizes"][n], flush=True)
+        timing["uptime_after"] = os.popen("uptime").read().strip()
+        print(json.dumps(timing, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(timing, indent=2))
+        return
     result: dict[str, Any] = {"uptime": os.popen("uptime").read().strip(), "clip_bytes": len(clip),
                               "sizes": {}, "git": _git_head()}
     # a first no-op-size run (1 file) pays the Prefect home's first start
