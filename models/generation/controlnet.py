@@ -10,9 +10,15 @@
     r_j = Z_i(h_i),  i = ⌊j · M / depth⌋ + 1   for backbone block j = 0 … depth−1 (joint then fused),
                                         Z_i zero-initialised linear maps
 
+Optionally (``pooled_cond``, off by default and for every branch trained before it) x̃ also
+reaches every position through its time mean, since it is another stretch of time than x_t and
+what it says about x_t (which sounds, their spectra) does not depend on position:
+
+    e′  = e + Z_pool( mean_n P(x̃)_n )   Z_pool zero-initialised; e′ replaces e in the B_i
+
 So with the default M = ⌈depth/2⌉, branch block i feeds backbone blocks 2i and 2i+1 (SD3.5
 ControlNet's mapping: index ⌊j / (depth / M)⌋). At initialisation every Z is zero, hence r ≡ 0
-and u_ψ ≡ u(x_t, t, V, ∅) exactly; only ψ = {P, Z_in, B, Z} is trained, the backbone stays
+and u_ψ ≡ u(x_t, t, V, ∅) exactly; only ψ = {P, Z_in, (Z_pool,) B, Z} is trained, the backbone stays
 frozen and its checkpoint loads strictly (the branch has its own weights file). Text is null in
 this branch: the caller passes conditions built from (V, empty string). The branch sees the video
 only through e (timing via sync, content via the global clip vector), which keeps it cheap:
@@ -47,6 +53,7 @@ class AudioControlNet(ModelMixin, ConfigMixin):
         num_layers: int | None = None,
         mlp_ratio: float = 4.0,
         v2: bool = True,
+        pooled_cond: bool = False,
     ) -> None:
         super().__init__()
         m = num_layers if num_layers is not None else math.ceil(backbone_depth / 2)
@@ -59,6 +66,8 @@ class AudioControlNet(ModelMixin, ConfigMixin):
         self.cond_input_proj = nn.Sequential(
             ChannelLastConv1d(latent_dim, d, kernel_size=7, padding=3), act(), ConvMLP(d, 4 * d, 7, 3))
         self.cond_zero_proj = nn.Linear(d, d)
+        # The time-pooled path (off for branches trained without it, so their weights load as saved).
+        self.cond_pool_proj = nn.Linear(d, d) if pooled_cond else None
         self.blocks = nn.ModuleList(
             [MMDitSingleBlock(d, num_heads, mlp_ratio, kernel_size=3, padding=1) for _ in range(m)])
         self.controlnet_blocks = nn.ModuleList([nn.Linear(d, d) for _ in range(m)])
@@ -71,19 +80,21 @@ class AudioControlNet(ModelMixin, ConfigMixin):
 
     def zero_init_projections(self) -> None:
         """The ControlNet identity at start: input and output projections exactly zero."""
-        for lin in [self.cond_zero_proj, *self.controlnet_blocks]:
+        pool = [self.cond_pool_proj] if self.cond_pool_proj is not None else []
+        for lin in [self.cond_zero_proj, *pool, *self.controlnet_blocks]:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
     @classmethod
     def from_transformer(cls, transformer: MMAudio, num_layers: int | None = None,
-                         init_from_backbone: bool = True) -> "AudioControlNet":
+                         init_from_backbone: bool = True, pooled_cond: bool = False) -> "AudioControlNet":
         """A branch sized for ``transformer``; optionally its blocks (and input projection) start as
         copies of the backbone's audio blocks (branch block i ← backbone block ⌊i · depth / M⌋, the
         joint blocks' latent half or a fused block: same shapes)."""
         c = transformer.config
         net = cls(latent_dim=c.latent_dim, hidden_dim=c.hidden_dim, num_heads=c.num_heads,
-                  backbone_depth=c.depth, num_layers=num_layers, mlp_ratio=c.mlp_ratio, v2=c.v2)
+                  backbone_depth=c.depth, num_layers=num_layers, mlp_ratio=c.mlp_ratio, v2=c.v2,
+                  pooled_cond=pooled_cond)
         if init_from_backbone:
             audio_blocks = [jb.latent_block for jb in transformer.joint_blocks] + list(transformer.fused_blocks)
             m = net.config.num_layers
@@ -103,7 +114,12 @@ class AudioControlNet(ModelMixin, ConfigMixin):
         """Per-backbone-block residuals ``[depth × [B, N, D]]`` from embedded latent ``x [B, N, D]``."""
         if cond_latent.shape[:2] != x.shape[:2]:
             raise ValueError(f"condition latent {tuple(cond_latent.shape)} must match x_t's batch and length {tuple(x.shape[:2])}")
-        h = x + self.cond_zero_proj(self.cond_input_proj(cond_latent.to(x.dtype)))
+        p = self.cond_input_proj(cond_latent.to(x.dtype))
+        h = x + self.cond_zero_proj(p)
+        if self.cond_pool_proj is not None:
+            # x̃ is another stretch of time than x_t: what it says about x_t (which sounds, their
+            # spectra) is time-invariant, so its time mean modulates every position's adaLN.
+            extended_c = extended_c + self.cond_pool_proj(p.mean(1, keepdim=True))
         outs = []
         for blk, zero in zip(self.blocks, self.controlnet_blocks):
             h = blk(h, extended_c, latent_rot)

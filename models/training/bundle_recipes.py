@@ -198,57 +198,95 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000,
 
 class FoleyWorldPairs:
     """The demo's guidance pairs: 4 s halves of 8 s FoleyWorld scenes (target = one half, x̃ = the
-    other; clip features are the raw 8 fps grid, projected by the caller's frozen head)."""
+    other; clip features are the raw 8 fps grid, projected by the caller's frozen head).
 
-    def __init__(self, bank: SceneBank, latent_rate: float, seeds: Sequence[int]) -> None:
+    ``probe_bank`` holds scenes outside the training ones for the validation probe and the x̃
+    dependence (without it the probe draws training scenes); ``silence`` is the codec's latent of
+    a silent half, the x̃ = silence control."""
+
+    def __init__(self, bank: SceneBank, latent_rate: float, seeds: Sequence[int],
+                 probe_bank: SceneBank | None = None, silence: torch.Tensor | None = None) -> None:
         self.bank, self.latent_rate, self.seeds = bank, latent_rate, list(seeds)
+        self.probe_bank, self._silence = probe_bank, silence
         self.half = int(math.ceil(4.0 * latent_rate - 1e-6))
 
-    def pairs(self, gen: torch.Generator, n: int, part: int = 0, parts: int = 1) -> PairBatch:
-        # The bank is small and rendered by every process: each micro-batch draws from all of it.
+    def _half(self, bank: SceneBank, s: int, first: bool) -> dict[str, Any]:
+        return crop_window(bank, s, 0 if first else 32, 4.0, self.latent_rate)
+
+    def _draw(self, bank: SceneBank, gen: torch.Generator, n: int) -> PairBatch:
         x1, cond, clip, sync = [], [], [], []
         for _ in range(n):
-            s = int(torch.randint(len(self.bank), (1,), generator=gen))
+            s = int(torch.randint(len(bank), (1,), generator=gen))
             first = bool(torch.randint(2, (1,), generator=gen))
-            tgt_off, cond_off = (0, 32) if first else (32, 0)
-            crop = crop_window(self.bank, s, tgt_off, 4.0, self.latent_rate)
-            x1.append(self.bank.mix_lat[s][crop["lat"]].float())
-            ccrop = crop_window(self.bank, s, cond_off, 4.0, self.latent_rate)
-            cond.append(self.bank.mix_lat[s][ccrop["lat"]].float()[: self.half])
+            crop = self._half(bank, s, first)
+            x1.append(bank.mix_lat[s][crop["lat"]].float())
+            cond.append(bank.mix_lat[s][self._half(bank, s, not first)["lat"]].float()[: self.half])
             clip.append(crop["clip"].float())
             sync.append(crop["sync"].float())
         return PairBatch(torch.stack(x1), torch.stack(cond), torch.stack(clip), torch.stack(sync))
 
+    def pairs(self, gen: torch.Generator, n: int, part: int = 0, parts: int = 1) -> PairBatch:
+        # The bank is small and rendered by every process: each micro-batch draws from all of it.
+        return self._draw(self.bank, gen, n)
+
     def probe_pairs(self, gen: torch.Generator, n: int) -> PairBatch:
-        return self.pairs(gen, n)
+        return self._draw(self.probe_bank or self.bank, gen, n)
+
+    def other_clip_condition(self, batch: PairBatch, gen: torch.Generator) -> torch.Tensor:
+        """A half of a random probe scene for each row (the 'does u_ψ listen to x̃' control); a
+        draw may hit the row's own scene with probability 1 / scenes."""
+        bank = self.probe_bank or self.bank
+        out = []
+        for _ in range(batch.x1.shape[0]):
+            s = int(torch.randint(len(bank), (1,), generator=gen))
+            first = bool(torch.randint(2, (1,), generator=gen))
+            out.append(bank.mix_lat[s][self._half(bank, s, first)["lat"]].float()[: self.half])
+        return torch.stack(out)
+
+    def silence(self) -> torch.Tensor | None:
+        return self._silence
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "foleyworld", "scenes": len(self.seeds), "first_seed": self.seeds[0],
-                "last_seed": self.seeds[-1]}
+                "last_seed": self.seeds[-1], "probe_scenes": len(self.probe_bank) if self.probe_bank else 0}
 
 
 def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                    scenes: int = 400, minutes: float | None = None, quiet: bool = False,
-                   features: Path | None = None, grad_accum: int = 1) -> dict[str, Any]:
+                   features: Path | None = None, grad_accum: int = 1, probe_scenes: int | None = None,
+                   pooled_cond: bool = False, t_mean: float = 0.0) -> dict[str, Any]:
     """u_ψ for the bundle at ``out`` (models/training/guidance.py), on extracted real-footage
     ``features`` (stepfoley extract-features) or, by default, on FoleyWorld: target = one 4 s
-    half of a scene's soundtrack, condition = the other half, video of the target half."""
+    half of a scene's soundtrack, condition = the other half, video of the target half.
+
+    ``pooled_cond`` (the branch's time-pooled x̃ path) and ``t_mean`` (logit-normal t shifted
+    towards noise) are the issue-17 §5 candidates; the defaults are the shipped branch's recipe.
+    At 400 steps, t_mean −0.8 with the pooled path tripled the held-out x̃ gain at t = 0.2
+    (2.2 → 6.3 %), the pooled path alone did not move it (bundle README)."""
     out = Path(out)
     if features is not None:
         rank_and_world()  # under torchrun: join the process group before anything else
         check_features(features, out)
         return train_guidance_on(out, ShardPairs(features), steps=steps,
                                  batch=batch, seed=seed, threads=threads, grad_accum=grad_accum,
-                                 minutes=minutes, quiet=quiet)
+                                 minutes=minutes, quiet=quiet, pooled_cond=pooled_cond, t_mean=t_mean)
     set_determinism(seed, threads)
     codec = MelCodec.from_pretrained(out / "codec")
     video_features = VideoFeatures.from_pretrained(out / "video_features").requires_grad_(False)
     seeds = list(fw.SPLITS["train"])[100_000: 100_000 + scenes]
-    source = FoleyWorldPairs(build_bank(seeds, 8.0, codec, video_features), codec.latent_rate, seeds)
+    # Probe scenes: the train split's next seeds, never trained on (and not the evaluation's test scenes).
+    n_probe = min(32, scenes) if probe_scenes is None else probe_scenes
+    probe_seeds = list(fw.SPLITS["train"])[100_000 + scenes: 100_000 + scenes + n_probe]
+    half = int(math.ceil(4.0 * codec.latent_rate - 1e-6))
+    with torch.no_grad():
+        silence = codec.encode(torch.zeros(1, int(round(4.0 * codec.sample_rate))))[0][:half]
+    source = FoleyWorldPairs(build_bank(seeds, 8.0, codec, video_features), codec.latent_rate, seeds,
+                             build_bank(probe_seeds, 8.0, codec, video_features) if probe_seeds else None, silence)
 
     @torch.no_grad()
     def project(b: PairBatch) -> PairBatch:
         return dataclasses.replace(b, clip=video_features.clip_proj(b.clip))
 
     return train_guidance_on(out, source, steps=steps, batch=batch, seed=seed, threads=threads,
-                             grad_accum=grad_accum, minutes=minutes, quiet=quiet, transform=project)
+                             grad_accum=grad_accum, minutes=minutes, quiet=quiet, transform=project,
+                             pooled_cond=pooled_cond, t_mean=t_mean)

@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 
 
-def sample_log_normal_t(n: int, gen: torch.Generator) -> torch.Tensor:
-    """t = sigmoid(N(0, 1)): logit-normal time, denser at mid t."""
-    return torch.sigmoid(torch.randn(n, generator=gen))
+def sample_log_normal_t(n: int, gen: torch.Generator, mean: float = 0.0) -> torch.Tensor:
+    """t = sigmoid(N(mean, 1)): logit-normal time, denser at mid t (mean 0) or shifted (SD3's
+    "mode" shift: mean < 0 puts more samples near the noise end)."""
+    return torch.sigmoid(torch.randn(n, generator=gen) + mean)
 
 
 def null_fill(x: torch.Tensor, drop: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
@@ -32,11 +33,12 @@ def null_fill(x: torch.Tensor, drop: torch.Tensor, null: torch.Tensor) -> torch.
 
 
 def flow_matching_loss(
-    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x1: torch.Tensor, gen: torch.Generator
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x1: torch.Tensor, gen: torch.Generator,
+    t_mean: float = 0.0,
 ) -> torch.Tensor:
-    """‖u(x_t, t) − (x₁ − x₀)‖² with x_t = (1 − t)x₀ + t x₁ and logit-normal t."""
+    """‖u(x_t, t) − (x₁ − x₀)‖² with x_t = (1 − t)x₀ + t x₁ and logit-normal t (location ``t_mean``)."""
     x0 = torch.randn(x1.shape, generator=gen)
-    t = sample_log_normal_t(x1.shape[0], gen)
+    t = sample_log_normal_t(x1.shape[0], gen, t_mean)
     xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * x1
     v = velocity(xt, t)
     return torch.nn.functional.mse_loss(v.float(), (x1 - x0).float())
