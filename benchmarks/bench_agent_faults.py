@@ -155,6 +155,7 @@ def run_once(work: Path, name: str, lib: Path, n: int, gen: dict[str, Any], ttl:
             _recovery(out, timings)
         snap = fa.snapshot(db_url)
         out["audit"] = fa.audit(snap, data, n)
+        out["data_dir"] = str(data)
     finally:
         stop.set()
         if sampler.is_alive():
@@ -254,6 +255,8 @@ def _table(res: dict[str, Any]) -> str:
          str(len(f.get("audit", {}).get("problems", [])))),
         ("differences from the clean run (stems, mixes, outputs)", "",
          str(len(res["differences"])) if "differences" in res else "n/a"),
+        ("files differing from the clean run's data dir", "",
+         str(len(res["file_differences"])) if "file_differences" in res else "n/a"),
         ("assets whose process-asset flow run completed exactly once",
          str(c.get("prefect", {}).get("asset_flow_runs_per_asset")),
          str(f.get("prefect", {}).get("asset_flow_runs_per_asset"))),
@@ -276,6 +279,8 @@ def main() -> int:
     ap.add_argument("--kill-at", type=float, default=0.25)
     ap.add_argument("--restart-at", type=float, default=0.55)
     ap.add_argument("--only", choices=("clean", "faulted"))
+    ap.add_argument("--reference-data", type=Path,
+                    help="with --only faulted: a clean run's data dir to compare files with")
     ap.add_argument("--keep", type=Path, help="work directory (kept; the library is reused)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -296,6 +301,12 @@ def main() -> int:
         print(json.dumps({name: res[name]}, default=str)[:4000], file=sys.stderr, flush=True)
     if len(snaps) == 2:
         res["differences"] = fa.compare(snaps["faulted"], snaps["clean"])
+        res["file_differences"] = fa.compare_trees(
+            fa.tree_hashes(Path(res["faulted"]["data_dir"])),
+            fa.tree_hashes(Path(res["clean"]["data_dir"])))
+    elif args.reference_data and "faulted" in res:  # a clean run kept from an earlier invocation
+        res["file_differences"] = fa.compare_trees(
+            fa.tree_hashes(Path(res["faulted"]["data_dir"])), fa.tree_hashes(args.reference_data))
     print(json.dumps(res, indent=2, default=str))
     print(_table(res))
     if args.json:

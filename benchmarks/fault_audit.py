@@ -15,7 +15,8 @@ The audit of one finished run (``audit``) and its comparison with a clean run (`
   mix and output file the database names exists with the recorded sha256, and every file
   under ``stems/`` and ``outputs/`` is named by a row (no orphan);
 * ``compare``: per asset (by content sha256) the same windows, track seeds and stem sha256,
-  mix sha256 and output sha256 as the clean run.
+  mix sha256 and output sha256 as the clean run; ``compare_trees``: the same files, byte for
+  byte, under the same paths (stems/, work/*/ mixes, outputs/) as a clean run's data dir.
 """
 
 from __future__ import annotations
@@ -217,6 +218,25 @@ def compare(snap: dict[str, Any], clean: dict[str, Any]) -> list[str]:
             if a[k][part] != b[k][part]:
                 out.append(f"asset {k[:12]}: {part} differ")
     return out
+
+
+def tree_hashes(data_dir: Path) -> dict[str, str]:
+    """sha256 of every stem, mix and output file by its path in the data dir (the paths are
+    deterministic: asset sha256 and names), for comparing two runs without their databases."""
+    out = {}
+    for sub in ("stems", "outputs", "work"):
+        root = data_dir / sub
+        for p in sorted(root.rglob("*")) if root.is_dir() else ():
+            if p.is_file() and p.suffix in (".flac", ".mkv", ".mov", ".mp4", ".wav"):
+                out[str(p.relative_to(data_dir))] = sha256(p)
+    return out
+
+
+def compare_trees(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """Files present in one tree only, or with different bytes ([] when identical)."""
+    only = sorted(set(a) ^ set(b))
+    differ = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    return [f"only in one run: {k}" for k in only] + [f"bytes differ: {k}" for k in differ]
 
 
 def wait_for(pred: Any, timeout: float, step: float = 0.05, what: str = "condition") -> Any:

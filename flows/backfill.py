@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.generate_window import through_api_outage
 from flows.process_asset import process_asset
 from tasks import runs
 from tasks.prefect_tasks import discover_task, report_run_task
@@ -25,7 +26,8 @@ def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_i
         return {"path": candidate["path"], "status": "skipped", "reason": "claimed elsewhere"}
     try:
         with runs.claim_heartbeat(candidate["asset_id"], owner, settings):
-            return process_asset(candidate["path"], settings, run_id)
+            # a Prefect server restart: start the asset's subflow again once the API is back
+            return through_api_outage(process_asset, candidate["path"], settings, run_id)
     finally:
         runs.release(candidate["asset_id"], owner, settings)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 from prefect import flow, get_client
@@ -45,6 +46,7 @@ MAX_DISPATCHES = 3
 # its asset fails; what the API's failures raise (refused/reset sockets, 5xx while starting).
 API_OUTAGE_S = float(os.environ.get("STEPFOLEY_API_OUTAGE_S", "600"))
 API_ERRORS = (httpx.HTTPError, OSError)
+T = TypeVar("T")
 
 
 @flow(name="generate-window", flow_run_name="window {job[scene_index]}.{job[window_index]}",
@@ -176,6 +178,28 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
             time.sleep(POLL_S)
     if errors:
         raise RuntimeError("GPU agents failed " + "; ".join(errors))
+
+
+def through_api_outage(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, called again while the Prefect API does not answer (up to API_OUTAGE_S).
+
+    For starting an asset's subflow (flows/backfill.py): its flow run is created through the
+    API by a client that has not connected yet, and Prefect retries a refused connection only
+    on a client that has, so during a server restart the call failed at once and the asset was
+    left pending (measured: benchmarks/bench_agent_faults.py, 1 of 200). Calling it again is
+    safe: process_asset resumes from what is recorded (natural keys, upserts). Defined here,
+    in an importable module, not in the flow script: a deferred window pickles its caller's
+    task context, and a function of a script module would be pickled by a reference the agent
+    cannot import."""
+    since: float | None = None
+    while True:
+        try:
+            return fn(*args)
+        except API_ERRORS:
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since > API_OUTAGE_S:
+                raise
+            time.sleep(POLL_S)
 
 
 def _read_windows(slots: dict[int, dict[str, Any]]) -> dict[Any, Any]:
