@@ -15,6 +15,7 @@ Where a window runs is the worker's setting ``STEPFOLEY_GPU_DEPLOYMENT``:
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,33 @@ MAX_DISPATCHES = 3
 # its asset fails; what the API's failures raise (refused/reset sockets, 5xx while starting).
 API_OUTAGE_S = float(os.environ.get("STEPFOLEY_API_OUTAGE_S", "600"))
 API_ERRORS = (httpx.HTTPError, OSError)
+
+
+class ApiOutage:
+    """The Prefect API's outage in progress, as this process has seen it, shared by every
+    caller: once it has lasted API_OUTAGE_S, every later call gives up at once instead of each
+    waiting out a whole budget of its own. A backfill whose server is gone for good would
+    otherwise wait API_OUTAGE_S per asset still to start (measured: a flow-run process of a
+    torn-down stack still waiting 36 min later); the first answer from the API ends it."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self) -> float:
+        """Record a failed call; how long the outage has lasted (s)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._since is None:
+                self._since = now
+            return now - self._since
+
+    def answered(self) -> None:
+        with self._lock:
+            self._since = None
+
+
+OUTAGE = ApiOutage()
 T = TypeVar("T")
 
 
@@ -171,9 +199,10 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
                        default=None)
             for i in list(slots):
                 _check_window(i, slots, runs, lost)
+            OUTAGE.answered()
         except API_ERRORS as exc:
             outage_since = outage_since or time.time()
-            if time.time() - outage_since > API_OUTAGE_S:
+            if OUTAGE.failed() > API_OUTAGE_S:
                 raise RuntimeError(f"Prefect API unreachable for {API_OUTAGE_S:.0f} s: {exc}") from exc
             time.sleep(POLL_S)
     if errors:
@@ -181,7 +210,8 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
 
 
 def through_api_outage(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)``, called again while the Prefect API does not answer (up to API_OUTAGE_S).
+    """``fn(*args)``, called again while the Prefect API does not answer (up to API_OUTAGE_S
+    of one outage, counted across every caller of this process: ``ApiOutage``).
 
     For starting an asset's subflow (flows/backfill.py): its flow run is created through the
     API by a client that has not connected yet, and Prefect retries a refused connection only
@@ -191,15 +221,16 @@ def through_api_outage(fn: Callable[..., T], *args: Any) -> T:
     in an importable module, not in the flow script: a deferred window pickles its caller's
     task context, and a function of a script module would be pickled by a reference the agent
     cannot import."""
-    since: float | None = None
     while True:
         try:
-            return fn(*args)
+            out = fn(*args)
         except API_ERRORS:
-            since = since if since is not None else time.monotonic()
-            if time.monotonic() - since > API_OUTAGE_S:
+            if OUTAGE.failed() > API_OUTAGE_S:
                 raise
             time.sleep(POLL_S)
+        else:
+            OUTAGE.answered()
+            return out
 
 
 def _read_windows(slots: dict[int, dict[str, Any]]) -> dict[Any, Any]:

@@ -1,0 +1,43 @@
+"""The Prefect API outage budget is one per outage, shared by every caller of a process: once
+spent, later calls give up at once, and the first answer from the API gives it back."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from flows import generate_window as gw
+
+
+class Server:
+    """A callable that refuses connections until told otherwise, counting the calls."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+
+    def __call__(self, value: int) -> int:
+        self.calls += 1
+        if not self.up:
+            raise httpx.ConnectError("All connection attempts failed")
+        return value
+
+
+def test_one_budget_per_outage_across_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gw, "API_OUTAGE_S", 0.2)
+    monkeypatch.setattr(gw, "POLL_S", 0.02)
+    monkeypatch.setattr(gw, "OUTAGE", gw.ApiOutage())
+    server = Server()
+    with pytest.raises(httpx.ConnectError):
+        gw.through_api_outage(server, 1)
+    assert server.calls > 2  # the first caller waited the outage out, retrying
+    server.calls = 0
+    with pytest.raises(httpx.ConnectError):
+        gw.through_api_outage(server, 2)
+    assert server.calls == 1  # the budget is spent: the next one gives up at once
+    server.up = True
+    assert gw.through_api_outage(server, 3) == 3  # the API answers: the outage is over
+    server.up, server.calls = False, 0
+    with pytest.raises(httpx.ConnectError):
+        gw.through_api_outage(server, 4)
+    assert server.calls > 2  # a new outage gets a new budget
