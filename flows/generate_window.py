@@ -209,9 +209,22 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
         raise RuntimeError("GPU agents failed " + "; ".join(errors))
 
 
-def through_api_outage(fn: Callable[..., T], *args: Any) -> T:
+def api_down() -> bool:
+    """Does the Prefect API fail to answer its health check right now?"""
+    try:
+        with get_client(sync_client=True) as client:
+            return client.api_healthcheck() is not None
+    except API_ERRORS:
+        return True
+
+
+def through_api_outage(fn: Callable[..., T], *args: Any, is_down: Callable[[], bool] = api_down) -> T:
     """``fn(*args)``, called again while the Prefect API does not answer (up to API_OUTAGE_S
     of one outage, counted across every caller of this process: ``ApiOutage``).
+
+    Only while the API is down (``is_down``, its health check): ``fn``'s own errors that look
+    alike (a mux that cannot create its output directory raises an ``OSError`` too) are the
+    asset's, and raised at once.
 
     For starting an asset's subflow (flows/backfill.py): its flow run is created through the
     API by a client that has not connected yet, and Prefect retries a refused connection only
@@ -225,7 +238,7 @@ def through_api_outage(fn: Callable[..., T], *args: Any) -> T:
         try:
             out = fn(*args)
         except API_ERRORS:
-            if OUTAGE.failed() > API_OUTAGE_S:
+            if not is_down() or OUTAGE.failed() > API_OUTAGE_S:
                 raise
             time.sleep(POLL_S)
         else:

@@ -1,5 +1,6 @@
 """The Prefect API outage budget is one per outage, shared by every caller of a process: once
-spent, later calls give up at once, and the first answer from the API gives it back."""
+spent, later calls give up at once, and the first answer from the API gives it back; an error
+of the work itself while the API is up is never waited out."""
 
 from __future__ import annotations
 
@@ -29,15 +30,30 @@ def test_one_budget_per_outage_across_calls(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(gw, "OUTAGE", gw.ApiOutage())
     server = Server()
     with pytest.raises(httpx.ConnectError):
-        gw.through_api_outage(server, 1)
+        gw.through_api_outage(server, 1, is_down=lambda: not server.up)
     assert server.calls > 2  # the first caller waited the outage out, retrying
     server.calls = 0
     with pytest.raises(httpx.ConnectError):
-        gw.through_api_outage(server, 2)
+        gw.through_api_outage(server, 2, is_down=lambda: not server.up)
     assert server.calls == 1  # the budget is spent: the next one gives up at once
     server.up = True
-    assert gw.through_api_outage(server, 3) == 3  # the API answers: the outage is over
+    assert gw.through_api_outage(server, 3, is_down=lambda: not server.up) == 3  # the API answers: the outage is over
     server.up, server.calls = False, 0
     with pytest.raises(httpx.ConnectError):
-        gw.through_api_outage(server, 4)
+        gw.through_api_outage(server, 4, is_down=lambda: not server.up)
     assert server.calls > 2  # a new outage gets a new budget
+
+
+def test_the_work_s_own_errors_are_not_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mux whose output directory cannot be made raises NotADirectoryError, an OSError like a
+    refused socket: with the API answering, it is the asset's error, raised at once."""
+    monkeypatch.setattr(gw, "OUTAGE", gw.ApiOutage())
+    calls = []
+
+    def mux() -> None:
+        calls.append(1)
+        raise NotADirectoryError("[Errno 20] Not a directory: 'not-a-dir/out'")
+
+    with pytest.raises(NotADirectoryError):
+        gw.through_api_outage(mux, is_down=lambda: False)
+    assert calls == [1]
