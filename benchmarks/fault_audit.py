@@ -21,7 +21,6 @@ The audit of one finished run (``audit``) and its comparison with a clean run (`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from models.generation.bundle import file_sha256 as sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deployments" / "stack.py"
@@ -71,14 +72,6 @@ def stack(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -
     if p.returncode != 0:
         raise SystemExit(f"stack.py {' '.join(args)} failed: {p.stdout[-2000:]}{p.stderr[-4000:]}")
     return p.stdout
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def agent_timings(logs: Path) -> list[dict[str, Any]]:
