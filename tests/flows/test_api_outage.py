@@ -57,3 +57,18 @@ def test_the_work_s_own_errors_are_not_an_outage(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(NotADirectoryError):
         gw.through_api_outage(mux, is_down=lambda: False)
     assert calls == [1]
+
+
+def test_a_refused_socket_is_waited_out_while_the_api_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gw, "OUTAGE", gw.ApiOutage())
+    monkeypatch.setattr(gw, "POLL_S", 0.01)
+    tries = []
+
+    def start_subflow() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return "started"
+
+    assert gw.through_api_outage(start_subflow, is_down=lambda: len(tries) < 3) == "started"
+    assert len(tries) == 3
