@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from models.generation.mmaudio import MMAudio
+
 
 @torch.no_grad()
 def randomize(module: nn.Module, seed: int, gain: float = 1.0) -> nn.Module:
@@ -32,3 +34,19 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def branch_inputs(seed: int = 0, b: int = 2, n: int = 125, nc: int = 32, ns: int = 96):
+    """A randomised tiny MMAudio and the guidance branch's inputs: u_ψ conditions (video on,
+    text null), x_t, the negative latent x̃ and t = (0.2, 0.8)."""
+    torch.manual_seed(seed)
+    net = randomize(MMAudio.from_preset("tiny"), seed).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    c = net.config
+    clip = torch.randn(b, nc, c.clip_dim, generator=g)
+    sync = torch.randn(b, ns, c.sync_dim, generator=g)
+    x = torch.randn(b, n, c.latent_dim, generator=g)
+    neg = torch.randn(b, n, c.latent_dim, generator=g)
+    with torch.no_grad():
+        cond = net.preprocess_conditions(clip, sync, net.empty_string_feat[None].expand(b, -1, -1), n)
+    return net, cond, x, neg, torch.tensor([0.2, 0.8])

@@ -6,25 +6,13 @@ import torch
 
 from models.generation.controlnet import AudioControlNet
 from models.generation.mmaudio import MMAudio
-from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
+from tests.models.helpers import branch_inputs, randomize, single_thread  # noqa: F401  (autouse fixture)
 
 B, N, NC, NS, L = 2, 125, 32, 96, 16
 
 
 def _setup(seed: int = 0):
-    torch.manual_seed(seed)
-    net = randomize(MMAudio.from_preset("tiny"), seed).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    c = net.config
-    clip = torch.randn(B, NC, c.clip_dim, generator=g)
-    sync = torch.randn(B, NS, c.sync_dim, generator=g)
-    x = torch.randn(B, N, c.latent_dim, generator=g)
-    neg = torch.randn(B, N, c.latent_dim, generator=g)
-    t = torch.tensor([0.2, 0.8])
-    # u_ψ conditions: video on, text null (empty string).
-    with torch.no_grad():
-        cond = net.preprocess_conditions(clip, sync, net.empty_string_feat[None].expand(B, -1, -1), N)
-    return net, cond, x, neg, t
+    return branch_inputs(seed, B, N, NC, NS)
 
 
 def test_identity_at_init_exact() -> None:

@@ -14,22 +14,13 @@ from models.training.bundle_recipes import CODEC_ANALYSIS, FoleyWorldPairs
 from models.training.flow_matching import sample_log_normal_t
 from models.training.guidance import xtilde_dependence
 from models.training.scene_bank import build_bank
-from tests.models.helpers import randomize, single_thread  # noqa: F401  (autouse fixture)
+from tests.models.helpers import branch_inputs, randomize, single_thread  # noqa: F401  (autouse fixture)
 
 B, N, NC, NS = 2, 125, 32, 96
 
 
 def _setup(seed: int = 0):
-    net = randomize(MMAudio.from_preset("tiny"), seed).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    c = net.config
-    clip = torch.randn(B, NC, c.clip_dim, generator=g)
-    sync = torch.randn(B, NS, c.sync_dim, generator=g)
-    x = torch.randn(B, N, c.latent_dim, generator=g)
-    neg = torch.randn(B, N, c.latent_dim, generator=g)
-    with torch.no_grad():
-        cond = net.preprocess_conditions(clip, sync, net.empty_string_feat[None].expand(B, -1, -1), N)
-    return net, cond, x, neg, torch.tensor([0.2, 0.8])
+    return branch_inputs(seed, B, N, NC, NS)
 
 
 def test_pooled_branch_is_the_identity_at_init() -> None:
