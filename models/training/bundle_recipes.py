@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from models.demo_family.codec import MelCodec
-from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer, tokenize
+from models.demo_family.features import SYNC_CHANNEL_WIDTH, TextEncoder, VideoFeatures, build_tokenizer, tokenize
 from models.generation.mmaudio import MMAudio
 from models.training import foleyworld as fw
 from models.training.distributed import rank_and_world
@@ -154,19 +154,25 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
 
 def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
-               minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA)."""
+               minutes: float | None = None, quiet: bool = False, t_mean: float = 0.0,
+               sync_channels: Sequence[str] = ("energy", "onset")) -> dict[str, Any]:
+    """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA).
+
+    ``t_mean`` shifts the logit-normal t towards the noise end (flow_matching.py);
+    ``sync_channels`` picks the demo sync stream's channel groups (features.py), and the
+    network's sync width follows them."""
     set_determinism(seed, threads)
     run_dir = Path(out) / "_runs" / "base"
     run_dir.mkdir(parents=True, exist_ok=True)
     seeds = list(fw.SPLITS["train"])[: scenes]
     codec = fit_codec(seeds[:60])
-    video_features = VideoFeatures(seed=seed)
+    sync_dim = 16 * sum(SYNC_CHANNEL_WIDTH[c] for c in sync_channels)
+    video_features = VideoFeatures(seed=seed, sync_channels=tuple(sync_channels), sync_dim=sync_dim)
     text_encoder = TextEncoder()
     tokenizer = build_tokenizer(caption_vocabulary(), max_length=16)
     if text_warmup_steps and not (run_dir / "state.pt").exists():
         pretrain_text_encoder(text_encoder, tokenizer, text_warmup_steps, seed)
-    net = MMAudio.from_preset("tiny", latent_dim=codec.latent_dim)
+    net = MMAudio.from_preset("tiny", latent_dim=codec.latent_dim, sync_dim=sync_dim)
     net.empty_string_feat.requires_grad_(True)  # our null text is learned, not an encoder output
     bank = build_bank(seeds, 8.0, codec, video_features)
     cfg = RunConfig("base", steps, batch, 3e-4, window=8.0, warmup=min(100, max(1, steps // 10)),
@@ -184,7 +190,7 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000,
         text_f = null_fill(text_f, drop_t, net.empty_string_feat[None])
         clip_f = null_fill(clip_f, drop_v, net.empty_clip_feat[None])
         sync_f = null_fill(sync_f, drop_v, net.empty_sync_feat[None])
-        return flow_matching_loss(lambda xt, t: net(xt, clip_f, sync_f, text_f, t), x1, gen)
+        return flow_matching_loss(lambda xt, t: net(xt, clip_f, sync_f, text_f, t), x1, gen, t_mean)
 
     summary = trainer.run(loss_fn, quiet=quiet)
     trainer.load_ema_into_modules()
