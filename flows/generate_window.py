@@ -1,12 +1,15 @@
-"""The GPU unit: one window's tracks, in order, with Negative Audio Guidance.
+"""The GPU unit: one window's tracks (or a batch of windows'), in order, with Negative Audio
+Guidance.
 
 Where a window runs is the worker's setting ``STEPFOLEY_GPU_DEPLOYMENT``:
 
   (unset)    in this process, as a task of the calling flow (the embedded run);
   ``agents`` on the warm GPU agents (flows/gpu_agent.py): every window of the asset is
-             deferred at once (``gpu_window_task.delay``), so windows of all the assets in
-             progress queue together and the agents take them as they free up; this flow
-             waits for its own windows and goes on to mix the moment the last one is done;
+             deferred at once (``gpu_window_task.delay``), in batches of up to
+             ``STEPFOLEY_GPU_BATCH`` windows whose track k an agent integrates together
+             (``window_batches``), so batches of all the assets in progress queue together
+             and the agents take them as they free up; this flow waits for its own batches
+             and goes on to mix the moment the last one is done;
   NAME       a ``generate-window`` flow run per window on deployment NAME (a process worker
              starts a new Python per window and reloads the model: 9.6x slower than the
              embedded run on the demo bundle; kept for pools that must run flows).
@@ -28,9 +31,11 @@ from prefect.states import Crashed
 
 from tasks import asset_stages, runs
 from tasks.config import settings_from_json
+from tasks.gpu_agent import batch_label
 from tasks.prefect_tasks import (
     generate_window_local_task,
     generate_window_task,
+    generate_windows_local_task,
     gpu_window_task,
 )
 from tasks.window_lease import lease_expired, lease_path, queue_lost_at
@@ -108,81 +113,109 @@ def dispatch_generation(job: dict[str, Any], settings: dict[str, Any]) -> list[d
 
 
 def dispatch_windows(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    """Generate every window of an asset where the settings say (see the module docstring)."""
+    """Generate every window of an asset where the settings say (see the module docstring),
+    in batches of ``STEPFOLEY_GPU_BATCH`` windows (``window_batches``)."""
     target = settings.get("gpu_deployment")
+    size = settings_from_json(settings).batch_size
     if not target:
-        for job in jobs:
-            generate_window_local_task(job, settings)
+        for batch in window_batches(jobs, size):
+            if len(batch) == 1:  # the unbatched window, with its stage cache, as before
+                generate_window_local_task(batch[0], settings)
+            else:
+                generate_windows_local_task(batch, settings, batch_label(batch))
     elif target == AGENTS:
-        wait_for_agents(jobs, settings)
+        wait_for_agents(window_batches(jobs, size), settings)
     else:
         for job in jobs:
             dispatch_generation(job, settings)
 
 
-def _name(job: dict[str, Any]) -> str:
-    return f"window {job['scene_index']}.{job['window_index']}"
+def window_batches(jobs: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """An asset's windows in batches of up to ``size``: in window index order, windows of the
+    same length together (the network's sequence lengths must agree to share a forward).
+
+    Deterministic, so a rerun (or a killed agent's batch dispatched again) integrates the same
+    windows together: a batched take equals the unbatched one to float tolerance, but its bits
+    depend on the batch. A window's guidance kind (CFG for a first track without original
+    audio, NAG otherwise) is not known here; windows of both kinds in one batch are integrated
+    in two groups (tasks/generate.py)."""
+    ordered = sorted(jobs, key=lambda j: (j["scene_index"], j["window_index"]))
+    open_batches: dict[float, list[dict[str, Any]]] = {}
+    batches: list[list[dict[str, Any]]] = []
+    for job in ordered:
+        length = round(float(job["end_s"]) - float(job["start_s"]), 6)
+        batch = open_batches.get(length)
+        if batch is None or len(batch) >= max(1, size):
+            batch = open_batches[length] = []
+            batches.append(batch)
+        batch.append(job)
+    return batches
 
 
-def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    """Defer all the windows to the GPU agents, then wait until each has ended.
+def wait_for_agents(batches: list[list[dict[str, Any]]], settings: dict[str, Any]) -> None:
+    """Defer all the batches of windows to the GPU agents, then wait until each has ended.
 
-    A window whose agent died (its lease lapsed, tasks/window_lease.py) is marked Crashed and
-    dispatched again, up to MAX_DISPATCHES times; a window that fails (e.g. its agent cannot
-    load the model: ModelLoadError) raises with the agent's reason once the others have ended,
-    so the asset fails with that reason and the backfill goes on with the next asset.
+    A batch whose agent died (a lease of one of its windows lapsed, tasks/window_lease.py) is
+    marked Crashed and dispatched again as the same windows, up to MAX_DISPATCHES times; a
+    batch that fails (its agent cannot load the model: ModelLoadError; one of its windows
+    fails: the others are generated, tasks/generate.py) raises with the agent's reason once the
+    other batches have ended, so the asset fails with that reason and the backfill goes on with
+    the next asset.
 
     A Prefect server restart: while the API does not answer, this waits (up to API_OUTAGE_S)
     instead of failing the asset; the restarted server's queue of deferred runs is empty, so a
-    window deferred before the outage (seen here, or by an agent: ``queue_lost_at``) that is
+    batch deferred before the outage (seen here, or by an agent: ``queue_lost_at``) that is
     still SCHEDULED and holds no lease is marked Crashed and deferred again (not counted as a
-    lost agent). A window that ran through the outage but whose end the server never heard
+    lost agent). A batch that ran through the outage but whose end the server never heard
     of shows as RUNNING without a lease, and is dispatched again like a dead agent's: the new
     attempt finds its tracks recorded and only reads them back (tasks/generate.py)."""
     data_dir = settings_from_json(settings).data_dir
 
-    def dispatch(job: dict[str, Any]) -> dict[str, Any]:
-        key = uuid.uuid4().hex
-        future = gpu_window_task.delay(job, settings, key, LEASE_TTL_S)
-        return {"job": job, "future": future, "key": key, "at": time.time()}
+    def dispatch(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [uuid.uuid4().hex for _ in jobs]
+        future = gpu_window_task.delay(jobs, settings, keys, LEASE_TTL_S, batch_label(jobs))
+        return {"jobs": jobs, "future": future, "keys": keys, "at": time.time()}
 
-    def _check_window(i: int, slots: dict[int, dict[str, Any]], runs: dict[Any, Any],
-                      lost: float | None) -> None:
+    def _check_batch(i: int, slots: dict[int, dict[str, Any]], runs: dict[Any, Any],
+                     lost: float | None) -> None:
         w = slots[i]
+        name = f"window {batch_label(w['jobs'])}"
         run = runs.get(w["future"].task_run_id)
         state = run.state if run else None
         if state is None:
             return
-        lease = lease_path(data_dir, w["key"])
+        leases = [lease_path(data_dir, k) for k in w["keys"]]
         if state.is_completed():
             del slots[i]
         elif state.is_final():
-            errors.append(f"{_name(w['job'])}: {state.name}: {state.message}")
+            errors.append(f"{name}: {state.name}: {state.message}")
             del slots[i]
         elif state.is_scheduled():
             # queued (or waiting to retry): nobody's yet, unless the queue it was in died
-            if lost is None or w["at"] >= lost or lease.exists():
+            if lost is None or w["at"] >= lost or any(p.exists() for p in leases):
                 return
-            slots[i] = dispatch(w["job"])  # first: an API error here changes nothing
+            slots[i] = dispatch(w["jobs"])  # first: an API error here changes nothing
             _crash(run.id, "the Prefect server's queue was lost (a restart); deferred again")
         else:
-            # PENDING or RUNNING: an agent took it; its lease says whether that agent lives.
+            # PENDING or RUNNING: an agent took it; its leases say whether that agent lives.
             since = state.timestamp.timestamp() if state.timestamp else None
-            why = lease_expired(lease, since, LEASE_TTL_S)
+            why = next((r for r in (lease_expired(p, since, LEASE_TTL_S) for p in leases)
+                        if r is not None), None)
             if why is None:
                 return
             if dispatches[i] >= MAX_DISPATCHES:
                 _crash(run.id, f"GPU agent lost: {why}; given up")
-                errors.append(f"{_name(w['job'])}: {dispatches[i]} agents lost it ({why})")
+                errors.append(f"{name}: {dispatches[i]} agents lost it ({why})")
                 del slots[i]
                 return
-            slots[i] = dispatch(w["job"])
+            slots[i] = dispatch(w["jobs"])
             dispatches[i] += 1
-            lease.unlink(missing_ok=True)  # the dead agent's
-            _crash(run.id, f"GPU agent lost: {why}; window dispatched again")
+            for p in leases:
+                p.unlink(missing_ok=True)  # the dead agent's
+            _crash(run.id, f"GPU agent lost: {why}; batch dispatched again")
 
-    dispatches = {i: 1 for i in range(len(jobs))}
-    undispatched = list(range(len(jobs)))
+    dispatches = {i: 1 for i in range(len(batches))}
+    undispatched = list(range(len(batches)))
     slots: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
     outage_since: float | None = None  # first failed API call of the outage in progress
@@ -190,7 +223,7 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
     while undispatched or slots:
         try:
             while undispatched:  # all at once; an outage here resumes where it stopped
-                slots[undispatched[0]] = dispatch(jobs[undispatched[0]])
+                slots[undispatched[0]] = dispatch(batches[undispatched[0]])
                 undispatched.pop(0)
             runs = _read_windows(slots)
             if outage_since is not None:
@@ -198,7 +231,7 @@ def wait_for_agents(jobs: list[dict[str, Any]], settings: dict[str, Any]) -> Non
             lost = max((t for t in (seen_outage, queue_lost_at(data_dir)) if t is not None),
                        default=None)
             for i in list(slots):
-                _check_window(i, slots, runs, lost)
+                _check_batch(i, slots, runs, lost)
             OUTAGE.answered()
         except API_ERRORS as exc:
             outage_since = outage_since or time.time()
@@ -254,8 +287,8 @@ def through_api_outage(fn: Callable[..., T], *args: Any, is_down: Callable[[], b
 
 
 def _read_windows(slots: dict[int, dict[str, Any]]) -> dict[Any, Any]:
-    """Wait (event-driven) on the oldest window, then read all in-flight windows' task runs."""
-    # an agent takes windows in order: the oldest is the next to end
+    """Wait (event-driven) on the oldest batch, then read all in-flight batches' task runs."""
+    # an agent takes batches in order: the oldest is the next to end
     slots[min(slots)]["future"].wait(timeout=POLL_S)
     with get_client(sync_client=True) as client:
         ids = [w["future"].task_run_id for w in slots.values()]

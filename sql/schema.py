@@ -177,6 +177,8 @@ class Track(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     device: Mapped[str | None] = mapped_column(String(200))
     wall_s: Mapped[float | None] = mapped_column(Float)
+    # Windows integrated together for this take (1 = alone; NULL = recorded before 0008)
+    batch_size: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="current", index=True)
 
 

@@ -57,6 +57,11 @@ class Settings:
     # A captioner directory (a bundle with captioner/, or a transformers VLM) instead of the bundle's.
     captioner: Path | None = None
     gpu_deployment: str | None = None
+    # Windows whose track k is integrated as one batched ODE (models/generation/batched.py);
+    # 0 = by device: 1 on the CPU (batching measured no faster there), 4 on CUDA
+    # (docs/performance.md, "Batching windows on the device"). Not in generation_hash: a
+    # batched track equals the unbatched one within float tolerance, seeds unchanged.
+    gpu_batch: int = 0
     out_dir: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -92,6 +97,13 @@ class Settings:
     def prefect_home(self) -> Path:
         return self.data_dir / "prefect"
 
+    @property
+    def batch_size(self) -> int:
+        """Windows per GPU batch: ``gpu_batch``, or the device's default when it is 0."""
+        if self.gpu_batch:
+            return self.gpu_batch
+        return 4 if self.device.startswith("cuda") else 1
+
     def generation_config(self) -> dict[str, Any]:
         """The settings that determine generated audio (part of every track's natural key)."""
         return {"alpha": self.alpha, "beta": self.beta, "steps": self.steps,
@@ -112,7 +124,8 @@ class Settings:
 _ENV_PREFIX = "STEPFOLEY_"
 _PATHS = {"data_dir", "bundle", "prompts_csv", "out_dir", "captioner"}
 # Where a worker runs decides these, not the caller that started the run.
-WORKER_LOCAL = ("device", "gpu_deployment", "threads")
+# (``gpu_batch``: the process that forms the batches, the asset's, reads its own environment.)
+WORKER_LOCAL = ("device", "gpu_deployment", "threads", "gpu_batch")
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:
@@ -189,6 +202,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "min_shot_s": lambda v: check_float(v, "min_shot_s", 0.0, 3600.0),
     "threads": lambda v: check_int(v, "threads", 1, 1024),
     "concurrency": lambda v: check_int(v, "concurrency", 1, 64),
+    "gpu_batch": lambda v: check_int(v, "gpu_batch", 0, 64),
     "claim_ttl_s": lambda v: check_float(v, "claim_ttl_s", 0.1, 7 * 86400.0),
     "db_reconnect_s": lambda v: check_float(v, "db_reconnect_s", 0.0, 86400.0),
 }

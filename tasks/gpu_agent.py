@@ -1,17 +1,20 @@
-"""The window as a GPU agent serves it: a deferred Prefect task run, model already in memory.
+"""Windows as a GPU agent serves them: a deferred Prefect task run, model already in memory.
 
 A GPU agent (flows/gpu_agent.py) is one long-lived process per device that loads the bundle
-once and serves ``gpu_window_task`` (``serve_window`` declared in tasks/prefect_tasks.py) with
-``prefect.task_worker.serve``; a caller dispatches a window with
-``gpu_window_task.delay(job, settings, lease_key, lease_ttl_s)`` (flows/generate_window.py). Each window is a
-task run in the caller's flow run (visible in the UI, retried by the task's policy, its result
-cached like the embedded window's), executed in the agent's process where ``load_bundle``'s
-per-process cache keeps the pipeline warm.
+once and serves ``gpu_window_task`` (``serve_windows`` declared in tasks/prefect_tasks.py)
+with Prefect's task worker; a caller dispatches a batch of up to B windows of one asset with
+``gpu_window_task.delay(jobs, settings, lease_keys, lease_ttl_s, label)``
+(flows/generate_window.py, which forms the batches). Each batch is a task run in the caller's
+flow run (visible in the UI, retried by the task's policy), executed in the agent's process
+where ``load_bundle``'s per-process cache keeps the pipeline warm; its windows' track k are
+integrated together (tasks/generate.py, ``generate_windows``).
 
-Per window the agent (1) gets the bundle, failing with :class:`ModelLoadError` (a clear,
+Per batch the agent (1) gets the bundle, failing with :class:`ModelLoadError` (a clear,
 non-retried reason) when it cannot be loaded, (2) removes the temp files a killed earlier
-attempt left for this window, (3) generates under a lease (tasks/window_lease.py) that tells
-the caller it is alive, (4) logs one timing line (``stepfoley-window-timing {json}``).
+attempt left for its windows, (3) generates under one lease per window (tasks/window_lease.py,
+renewed together) that tells the caller it is alive, (4) logs one timing line per window
+(``stepfoley-window-timing {json}``), (5) fails with every failed window's reason once the
+other windows are done.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import Settings, settings_from_json
-from tasks.generate import RESULT_FIELDS, generate_window, load_bundle
-from tasks.window_lease import hold_lease, lease_path
+from tasks.generate import batch_result, generate_windows, load_bundle
+from tasks.window_lease import hold_leases, lease_path
 
 
 class ModelLoadError(RuntimeError):
@@ -58,25 +61,44 @@ def remove_stale_temp_files(settings: Settings, job: dict[str, Any]) -> int:
     return removed
 
 
-def serve_window(job: dict[str, Any], settings: dict[str, Any], lease_key: str,
-                 lease_ttl_s: float) -> list[dict[str, Any]]:
-    """Generate (or resume) one window's tracks on this agent; returns their track refs.
+def batch_label(jobs: list[dict[str, Any]]) -> str:
+    """``scene.window`` of each window, ``+``-joined: the task run's name ("window 0.0+0.1")."""
+    return "+".join(f"{j['scene_index']}.{j['window_index']}" for j in jobs)
 
-    ``lease_key`` names this dispatch's lease (the caller chose it and watches it)."""
+
+def serve_windows(jobs: list[dict[str, Any]], settings: dict[str, Any], lease_keys: list[str],
+                  lease_ttl_s: float, label: str = "") -> list[dict[str, Any]]:
+    """Generate (or resume) a batch of windows of one asset on this agent; their track refs.
+
+    ``lease_keys`` name this dispatch's leases, one per window (the caller chose them and
+    watches them); ``label`` is only the task run's name (``batch_label``). A window that
+    fails does not stop the others: once they are done, the batch raises with every failed
+    window's reason (a batch of one raises the window's own error, as before batching)."""
+    if len(lease_keys) != len(jobs):
+        raise ValueError(f"{len(jobs)} windows but {len(lease_keys)} lease keys")
     t0 = time.perf_counter()
     s = settings_from_json(settings)
     agent_bundle(s)
-    remove_stale_temp_files(s, job)
-    about = {"window_id": job["window_id"], "asset_sha256": job["asset_sha256"],
-             "window": f"{job['scene_index']}.{job['window_index']}"}
-    with hold_lease(lease_path(s.data_dir, lease_key), lease_ttl_s, about):
+    for job in jobs:
+        remove_stale_temp_files(s, job)
+    abouts = [{"window_id": j["window_id"], "asset_sha256": j["asset_sha256"],
+               "window": f"{j['scene_index']}.{j['window_index']}", "batch": len(jobs)}
+              for j in jobs]
+    with hold_leases([lease_path(s.data_dir, k) for k in lease_keys], lease_ttl_s, abouts):
         g0 = time.perf_counter()
-        rows = generate_window(job, s)
+        states = generate_windows(jobs, s)
         generate_s = time.perf_counter() - g0
-    print("stepfoley-window-timing " + json.dumps({
-        "lease_key": lease_key, "window_id": job["window_id"], "generate_s": round(generate_s, 4),
-        "in_task_s": round(time.perf_counter() - t0, 4), "end": time.time()}), flush=True)
-    return [{k: row.get(k) for k in RESULT_FIELDS} for row in rows]
+    end = time.time()
+    for w, key in zip(states, lease_keys):
+        if w.error is not None:
+            continue
+        # one line per window served (its share of the batch), so counts stay per window
+        print("stepfoley-window-timing " + json.dumps({
+            "lease_key": key, "window_id": w.job["window_id"], "batch_key": lease_keys[0],
+            "batch": len(jobs), "batch_generate_s": round(generate_s, 4),
+            "generate_s": round(generate_s / len(jobs), 4),
+            "in_task_s": round(time.perf_counter() - t0, 4), "end": end}), flush=True)
+    return batch_result(states)
 
 
 def agent_ready_line(bundle: str | Path, device: str) -> str:

@@ -19,8 +19,8 @@ from prefect import task
 from tasks import asset_stages, policy
 from tasks.stage_cache import NOT_CACHED, cached_stage
 from tasks.config import settings_from_json
-from tasks.generate import run_window
-from tasks.gpu_agent import serve_window
+from tasks.generate import run_window, run_windows
+from tasks.gpu_agent import serve_windows
 from tasks.regenerate_track import regenerate
 from tasks.report import report_run
 
@@ -54,9 +54,15 @@ generate_window_local_task = task(name="generate-window", timeout_seconds=policy
 # cache: a deferred task's parameters are written with its result storage and serializer, which
 # for cached_stage are "/" and JSON (the run context is not JSON); a rerun's window resumes from
 # its recorded tracks instead (tasks/generate.py).
-gpu_window_task = task(name="gpu-window", task_run_name="window {job[scene_index]}.{job[window_index]}",
+# One task run per batch of windows of one asset (``label``: "0.0+0.1"; one window: "0.0").
+gpu_window_task = task(name="gpu-window", task_run_name="window {label}",
                        timeout_seconds=policy.LONG_STAGE_S, **policy.GPU_STAGE,
-                       **NOT_CACHED)(serve_window)
+                       **NOT_CACHED)(serve_windows)
+# The embedded run's batches (STEPFOLEY_GPU_BATCH > 1 in process). Not the stage cache: a
+# batch's key would change with its composition; a rerun's batch resumes from its tracks.
+generate_windows_local_task = task(name="generate-windows", task_run_name="window {label}",
+                                   timeout_seconds=policy.LONG_STAGE_S, **policy.GPU_STAGE,
+                                   **NOT_CACHED)(run_windows)
 
 # ---------------------------------------------------------------- runs, uploads, the review loop
 stable_uploads_task = task(name="scan-uploads", **policy.CPU_STAGE, **NOT_CACHED)(asset_stages.stable_uploads)

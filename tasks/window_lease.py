@@ -1,18 +1,19 @@
 """Window leases: how the caller of a deferred window tells a dead GPU agent from a busy one.
 
-A GPU agent that takes a window (a deferred Prefect task run) holds a lease for it, under a
-key the caller chose for that dispatch:
+A GPU agent that takes a batch of windows (a deferred Prefect task run) holds a lease for each
+window, under a key the caller chose for that dispatch:
 
     DATA_DIR/leases/<lease key>.json = {"owner": "host:pid", "expires_at": t_renew + ttl,
                                          ...what the holder says it works on (the window)}
 
-written at start and renewed every ttl/3 by a heartbeat thread (temp file + rename, so a
-reader sees the old or the new record, never half of one), removed when the window ends.
-Prefect records no liveness for task runs: an agent killed mid-window leaves its run RUNNING
-forever. The caller waiting for the window therefore reads the lease: a run still RUNNING
-whose lease expired (or that never wrote one within ttl of starting) belongs to a dead agent,
-and the window is dispatched again; the new attempt resumes from the tracks already recorded
-(tasks/generate.py), so the result is the same as an uninterrupted run. The recovery time is
+written at start and renewed every ttl/3 by one heartbeat thread for the batch (temp file +
+rename, so a reader sees the old or the new record, never half of one), removed when the batch
+ends. Prefect records no liveness for task runs: an agent killed mid-window leaves its run
+RUNNING forever. The caller waiting for the batch therefore reads its leases: a run still
+RUNNING with a lease expired (or never written within ttl of starting) belongs to a dead
+agent, and the batch is dispatched again, as the same windows; the new attempt resumes from
+the tracks already recorded (tasks/generate.py), so the result is the same as an
+uninterrupted run. The recovery time is
 bounded by ttl (+ one caller poll), not by a person.
 
 The lease lives in the shared data directory (every agent and caller has it: stems are
@@ -28,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,28 @@ def hold_lease(path: Path, ttl_s: float, about: Mapping[str, Any] | None = None)
 
     ``about`` (JSON values) goes into the record, so an operator looking at a lease (or at a
     dead agent's) sees which window it was."""
+    with hold_leases([path], ttl_s, [about or {}]):
+        yield
+
+
+@contextlib.contextmanager
+def hold_leases(paths: Sequence[Path], ttl_s: float,
+                abouts: Sequence[Mapping[str, Any]] | None = None) -> Iterator[None]:
+    """Hold one lease per window of a batch, renewed together by one heartbeat thread (the
+    batch lives or dies as one process), all dropped when the block ends."""
     owner = owner_name()
-    about = dict(about or {})
-    _write(path, owner, ttl_s, about)
+    records = [dict(a) for a in (abouts or [{}] * len(paths))]
+    for path, about in zip(paths, records):
+        _write(path, owner, ttl_s, about)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(ttl_s / 3):
-            try:
-                _write(path, owner, ttl_s, about)
-            except OSError:  # a missed beat only shortens the lease; the next one retries
-                pass
+            for path, about in zip(paths, records):
+                try:
+                    _write(path, owner, ttl_s, about)
+                except OSError:  # a missed beat only shortens the lease; the next one retries
+                    pass
 
     t = threading.Thread(target=beat, name="window-lease", daemon=True)
     t.start()
@@ -73,7 +85,8 @@ def hold_lease(path: Path, ttl_s: float, about: Mapping[str, Any] | None = None)
     finally:
         stop.set()
         t.join(timeout=5)
-        path.unlink(missing_ok=True)
+        for path in paths:
+            path.unlink(missing_ok=True)
 
 
 def lease_expired(path: Path, running_since: float | None, ttl_s: float,
