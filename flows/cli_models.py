@@ -121,8 +121,15 @@ def register(cli: click.Group) -> None:
                   help="guidance: pairs per micro-batch (per process).")
     @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True,
                   help="guidance: micro-batches per optimiser step.")
+    @click.option("--t-mean", type=float, default=None,
+                  help="Location of the logit-normal flow time (negative: more steps near the noise "
+                       "end, where the conditions decide the timing). Default: the shipped recipe's "
+                       "(models/training/bundle_recipes.py).")
+    @click.option("--pooled-cond/--no-pooled-cond", default=None,
+                  help="guidance: the branch's time-pooled x̃ path. Default: the shipped recipe's.")
     def train_cmd(component: str, out: Path, seed: int, threads: int, steps: int | None,
-                  minutes: float | None, features: Path | None, batch: int, grad_accum: int) -> None:
+                  minutes: float | None, features: Path | None, batch: int, grad_accum: int,
+                  t_mean: float | None, pooled_cond: bool | None) -> None:
         """Train the default bundle (or one component of it) on FoleyWorld, resumably; the
         guidance branch also on real footage (--features), on several GPUs with torchrun."""
         from models.training import train  # CLI start-up: torch loads only for this command
@@ -136,10 +143,14 @@ def register(cli: click.Group) -> None:
                 check_features(features, out)
             except (ValueError, OSError) as exc:
                 raise ConfigError(str(exc)) from exc
+            extra = {k: v for k, v in (("t_mean", t_mean), ("pooled_cond", pooled_cond)) if v is not None}
             result = train.train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
                                           batch=batch, minutes=minutes, features=features,
-                                          grad_accum=grad_accum)
+                                          grad_accum=grad_accum, **extra)
         else:
+            recipe = {"pooled_cond": pooled_cond,
+                      "base_t_mean": t_mean if component in ("base", "all") else None,
+                      "guidance_t_mean": t_mean if component == "guidance" else None}
             result = train.train_component(component, out, seed=seed, threads=threads, steps=steps,
-                                           minutes=minutes)
+                                           minutes=minutes, recipe=recipe)
         click.echo(json.dumps(result, indent=2, default=str))

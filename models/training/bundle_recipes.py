@@ -43,6 +43,14 @@ from models.training.scene_bank import SceneBank, build_bank, crop_window
 from models.training.trainer import RunConfig, Trainer, set_determinism, step_generator
 
 
+# The shipped bundle's recipe choices (``stepfoley train`` reproduces the bundle with them; the
+# bundle README records what each was measured against).
+BASE_T_MEAN = 0.0
+BASE_SYNC_CHANNELS: tuple[str, ...] = ("energy", "onset")
+GUIDANCE_T_MEAN = 0.0
+GUIDANCE_POOLED_COND = False
+
+
 @dataclass
 class BatchPick:
     scene: list[int]
@@ -154,8 +162,8 @@ def pretrain_text_encoder(text_encoder: TextEncoder, tokenizer, steps: int, seed
 
 def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                scenes: int = 600, ema_decay: float = 0.999, text_warmup_steps: int = 300,
-               minutes: float | None = None, quiet: bool = False, t_mean: float = 0.0,
-               sync_channels: Sequence[str] = ("energy", "onset")) -> dict[str, Any]:
+               minutes: float | None = None, quiet: bool = False, t_mean: float = BASE_T_MEAN,
+               sync_channels: Sequence[str] = BASE_SYNC_CHANNELS) -> dict[str, Any]:
     """Base network + clip projection + text encoder (flow matching, CFG dropout, EMA).
 
     ``t_mean`` shifts the logit-normal t towards the noise end (flow_matching.py);
@@ -260,7 +268,7 @@ class FoleyWorldPairs:
 def train_guidance(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000, batch: int = 8,
                    scenes: int = 400, minutes: float | None = None, quiet: bool = False,
                    features: Path | None = None, grad_accum: int = 1, probe_scenes: int | None = None,
-                   pooled_cond: bool = False, t_mean: float = 0.0) -> dict[str, Any]:
+                   pooled_cond: bool = GUIDANCE_POOLED_COND, t_mean: float = GUIDANCE_T_MEAN) -> dict[str, Any]:
     """u_ψ for the bundle at ``out`` (models/training/guidance.py), on extracted real-footage
     ``features`` (stepfoley extract-features) or, by default, on FoleyWorld: target = one 4 s
     half of a scene's soundtrack, condition = the other half, video of the target half.

@@ -56,8 +56,15 @@ def to_half(out: Path) -> None:
 
 
 def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 1,
-                    steps: int | None = None, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
-    """`stepfoley train COMPONENT`: one part of the bundle (or `all`), resumable."""
+                    steps: int | None = None, minutes: float | None = None, quiet: bool = False,
+                    recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`stepfoley train COMPONENT`: one part of the bundle (or `all`), resumable. ``recipe``
+    overrides the shipped recipe's choices: ``base_t_mean``, ``guidance_t_mean``,
+    ``pooled_cond`` (bundle_recipes.py's constants are the defaults)."""
+    recipe = recipe or {}
+    base_kw = {"t_mean": recipe["base_t_mean"]} if recipe.get("base_t_mean") is not None else {}
+    guid_kw = {k: recipe[r] for k, r in (("t_mean", "guidance_t_mean"), ("pooled_cond", "pooled_cond"))
+               if recipe.get(r) is not None}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -66,11 +73,11 @@ def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 
     if component in ("base", "all"):
         results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 3000,
                                      minutes=(minutes * 0.45 if minutes and component == "all" else minutes),
-                                     quiet=quiet)
+                                     quiet=quiet, **base_kw)
     if component in ("guidance", "all"):
         results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
                                              minutes=(minutes * 0.3 if minutes and component == "all" else minutes),
-                                             quiet=quiet)
+                                             quiet=quiet, **guid_kw)
     if component in ("base", "guidance", "all") and (out / "controlnet").is_dir() and (out / "transformer").is_dir():
         assemble_bundle(out)
     if component in ("captioner", "all"):
