@@ -1,4 +1,10 @@
-"""Backfill a library: every asset the database does not list as done, each exactly once."""
+"""Backfill a library: every asset the database does not list as done, each exactly once.
+
+Discovery comes first and loads no model code (tasks/discovery.py); the pipeline (torch,
+diffusers, the prompting models: ~10 s of imports on the 2-core box, most of a no-op nightly
+run) is imported only once discovery has found an asset to process, on the flow's main
+thread before the task runner's threads start (the import race of issue #21).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,8 @@ from prefect import flow, task
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.generate_window import through_api_outage
-from flows.process_asset import process_asset
 from tasks import runs
-from tasks.prefect_tasks import discover_task, report_run_task
+from tasks.prefect_run_tasks import discover_task, report_run_task
 from tasks.report import Progress, progress_key
 from tasks.warm_imports import import_pipeline_modules
 
@@ -21,6 +25,12 @@ from tasks.warm_imports import import_pipeline_modules
 @task(name="claim-and-process", tags=["asset"])
 def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_id: int) -> dict[str, Any]:
     """Process one asset under a database claim, so concurrent backfills never share it."""
+    # Imported here, not at the top: they load the whole pipeline, which a backfill with nothing
+    # to do never needs; backfill_library imported them on its main thread before this task's
+    # thread started (#21), so this is a lookup in sys.modules.
+    from flows.generate_window import through_api_outage
+    from flows.process_asset import process_asset  # (same reason)
+
     owner = runs.claim_owner(run_id)
     if not runs.claim(candidate["asset_id"], owner, settings):
         return {"path": candidate["path"], "status": "skipped", "reason": "claimed elsewhere"}
@@ -49,8 +59,6 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
                      paths: list[str] | None = None,
                      run_id: int | None = None) -> dict[str, Any]:
     """Discover, register and process (bounded concurrency) the library's unfinished assets."""
-    # 0. before the task runner's threads: no module imported on two threads at once (#21)
-    import_pipeline_modules()
     s = runs.resolve_settings(settings)
     # 1. a run row (with the Prefect flow run id) for provenance
     if run_id is None:
@@ -58,6 +66,11 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
     runs.attach_flow_run(run_id, s)
     # 2. discover files, register them; bad files become failure rows here
     candidates = discover_task(library, s, run_id, limit, paths)
+    if candidates:
+        # the pipeline, on this thread before the task runner's threads start (#21)
+        import_pipeline_modules()
+        # claim_and_process's imports, done here first (flows.process_asset imports the other)
+        import flows.process_asset  # noqa: F401
     # 3. fan out under claims; the progress artifact moves as each asset ends
     progress = Progress(len(candidates), key=progress_key(run_id))
     futures = [claim_and_process.submit(c, s, run_id) for c in candidates]

@@ -66,25 +66,34 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     limit = opts.pop("limit", None)
     settings = cli_settings(ctx, **opts)
     # The local Prefect API takes a while to start: fork it first (before this process has
-    # other threads, flows/prefect_api.py), so it starts while the run is recorded, and load
-    # the models on a helper thread while the server starts and the first asset is probed
-    # and cut (tasks/preload.py).
+    # other threads, flows/prefect_api.py), so it starts while the run is recorded. When the
+    # library has work (tasks/discovery.py: a stat walk and one index query; a nightly rerun
+    # of an archive that is all done has none), the pipeline is imported meanwhile and the
+    # models load on a helper thread while the server starts and the first asset is probed and
+    # cut (tasks/preload.py); when it has none, neither is paid for (~10 s on the 2-core box).
     # CLI start-up: the pipeline (Prefect, SQLAlchemy, torch) loads only when a run starts.
     from flows.prefect_api import local_run_settings, start_local_api
-    from tasks import asset_stages, runs  # CLI start-up, as above
-    from tasks.preload import start_preload  # CLI start-up, as above
+    from tasks import discovery, run_view, runs  # CLI start-up, as above
 
-    asset_stages.check_bundle(settings)
+    run_view.check_bundle(settings)
     api = start_local_api()
-    # Before any helper thread starts: the preload, the progress display and Prefect's task
-    # threads would otherwise import torch/diffusers/transformers concurrently (issue #21).
-    import_pipeline_modules()
+    s = settings.to_json()
+    where = library if isinstance(library, str) else to_uri(library.resolve())
+    work = discovery.has_work(where, s)
+    if work:
+        # Before any helper thread starts: the preload, the progress display and Prefect's task
+        # threads would otherwise import torch/diffusers/transformers concurrently (issue #21).
+        # (Without work, backfill_library does it itself if its discovery finds some after all.)
+        import_pipeline_modules()
     from flows.backfill import backfill_library  # CLI start-up, as above
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    s = settings.to_json()
     run_id = runs.start_run(kind, {"library": str(library), "limit": limit}, s)
-    preload = start_preload(settings)
+    preload: threading.Thread | None = None
+    if work:
+        from tasks.preload import start_preload  # CLI start-up (torch), only when there is work
+
+        preload = start_preload(settings)
     if api is not None:
         api.start()  # waits until it serves
     flow_fn = backfill_library.with_options(
@@ -97,13 +106,13 @@ def run_library(ctx: click.Context, library: Path | str, kind: str, **opts: Any)
     display.start()
     try:
         with local_run_settings(api):
-            flow_fn(library if isinstance(library, str) else to_uri(library.resolve()), s,
-                    limit=limit, kind=kind, run_id=run_id)
+            flow_fn(where, s, limit=limit, kind=kind, run_id=run_id)
     finally:
         done.set()
         display.join(timeout=5)
-        preload.join()  # (long done unless the run ended early) no load torn down mid-way
-    rows = asset_stages.run_summary_rows(run_id, s)
+        if preload is not None:
+            preload.join()  # (long done unless the run ended early) no load torn down mid-way
+    rows = run_view.run_summary_rows(run_id, s)
     if rows:
         _print_summary(rows)
     else:  # a nightly rerun: unchanged done files are neither read nor listed (tasks/known_files.py)
@@ -130,10 +139,10 @@ def _show_progress(done: threading.Event, run_id: int, s: dict[str, Any]) -> Non
 def _poll(bar: Any, ids: dict[str, Any], run_id: int, s: dict[str, Any]) -> None:
     """One refresh of the bars; a busy or briefly unreachable database only delays the display
     (the run itself retries), so no error here may end the helper thread or the run."""
-    from tasks import asset_stages  # CLI start-up (loaded by run_library before this thread starts)
+    from tasks import run_view  # CLI start-up (loaded by run_library before this thread starts)
 
     try:
-        _update(bar, ids, asset_stages.run_progress(run_id, s))
+        _update(bar, ids, run_view.run_progress(run_id, s))
     except Exception:
         pass
 

@@ -13,22 +13,17 @@ from typing import Any, Mapping
 
 from sqlalchemy import update
 
-from models.generation.bundle import has_guidance_branch
 from sql.repository import (asset_status_rows, asset_windows_with_tracks, current_tracks,
                             find_asset_by_uri, get_asset, known_uris, link_run_asset,
-                            record_asset_path, run_asset_rows, set_asset_status, upsert_asset,
+                            record_asset_path, set_asset_status, upsert_asset,
                             upsert_mix, upsert_output, upsert_prompt, upsert_window)
-from sql.repository import run_progress as progress_counts
 from sql.schema import Track
+from tasks import discovery
 from tasks.asset_prompts import prompts_for_asset
 from tasks.audio import decode_audio, has_audio_stream
-from tasks.config import ConfigError, Settings
-from tasks.errors import MediaError
-from tasks.ingest import discover as walk_library
-from tasks.ingest import hash_and_probe, ingest_path, sha256_file
-from tasks.known_files import KnownFiles
-from tasks.library_fs import cache_root, local_path
-from tasks.media_paths import from_uri, to_uri
+from tasks.ingest import ingest_path
+from tasks.library_fs import local_path
+from tasks.media_paths import from_uri
 from tasks.mix import OUTPUT_RATE, mix_to_files
 from tasks.mux import mux_output
 from tasks.policy import retry_db
@@ -38,88 +33,9 @@ from tasks.scenes import plan_windows as windows_of
 from tasks.uploads import stable_files
 
 
-def check_bundle(settings: Settings) -> None:
-    if not (Path(settings.bundle) / "model_index.json").is_file():
-        raise ConfigError(f"model bundle {settings.bundle} not found (no model_index.json); "
-                          "train one with `stepfoley train all --out DIR` or pass --bundle")
-    if settings.mode == "nag" and not has_guidance_branch(settings.bundle):
-        # Refused, never downgraded: a run asked for NAG must not quietly produce independent tracks.
-        raise ConfigError(f"model bundle {settings.bundle} has no guidance branch (controlnet/), which "
-                          "--mode nag needs; use --mode independent or negative_text, or train one "
-                          "(`stepfoley train guidance`)")
-
-
 # ---------------------------------------------------------------- discovery
-def discover(library: str, settings: Mapping[str, Any], run_id: int, limit: int | None = None,
-             paths: list[str] | None = None) -> list[dict[str, Any]]:
-    """Register every video of the library; bad files become failure rows; return the to-do list.
-
-    The database decides what is to do: assets whose content hash is already ``done`` are left
-    out (a renamed or moved copy included: its new path is recorded against the same asset).
-    A library may be an fsspec URI: its files are staged locally (tasks/library_fs.py), the
-    to-do list carries the staged paths and the records the original URIs.
-
-    Only what changed is read: a file whose stat is the one recorded when it was hashed
-    (tasks/stat_index.py; the library's entries come in one query, tasks/known_files.py) keeps
-    its asset without a hash or a probe; when that asset is done it costs no write either (it is
-    not linked to this run, which takes nothing on for it).
-    """
-    todo: list[dict[str, Any]] = []
-    wanted = {from_uri(p) for p in paths} if paths is not None else None
-    known = KnownFiles(settings, library)
-    for item in walk_library(from_uri(library), cache_dir=cache_root(as_settings(settings).data_dir)):
-        if isinstance(item, MediaError):
-            record_failure(settings, uri=to_uri(item.path or library), stage="discover", err=item,
-                           run_id=run_id)
-            continue
-        path = to_uri(item.path)
-        source = item.uri or path
-        if wanted is not None and str(item.path) not in wanted and source not in wanted:
-            continue
-        asset = known.unchanged(source, item.stat)  # {"id", "sha256", "status"} or None
-        if asset is None:
-            try:
-                facts = hash_and_probe(item)
-            except MediaError as err:
-                _record_bad_file(settings, path, err, run_id, source)
-                continue
-            with session(settings) as s:
-                asset = upsert_asset(s, library=to_uri(library), **facts.asset_fields())
-                record_asset_path(s, asset["id"], source)
-                if source != path:
-                    # later stages see the staged copy's path: let them find the asset by it too
-                    record_asset_path(s, asset["id"], path)
-                known.record(s, source, item.stat)
-                link_run_asset(s, run_id, asset["id"])
-        elif asset["status"] != "done":
-            with session(settings) as s:
-                link_run_asset(s, run_id, asset["id"])
-        if asset["status"] == "done":
-            continue
-        todo.append({"path": path, "asset_id": asset["id"], "sha256": asset["sha256"]})
-        if limit is not None and len(todo) >= limit:
-            break
-    known.close()
-    return todo
-
-
-def _record_bad_file(settings: Mapping[str, Any], path: str, err: MediaError, run_id: int | None,
-                     source: str | None = None) -> None:
-    """A file that is not usable video: an asset row (when it can be hashed) marked failed.
-
-    ``source`` is the URI a staged copy (``path``) came from: the records name it."""
-    asset_id = None
-    try:
-        sha = sha256_file(Path(from_uri(path)))
-        with session(settings) as s:
-            asset = upsert_asset(s, sha256=sha, uri=source or path, status="failed", error=str(err))
-            asset_id = asset["id"]
-            set_asset_status(s, asset_id, "failed", error=str(err))
-            if run_id is not None:
-                link_run_asset(s, run_id, asset_id)
-    except OSError:
-        pass
-    record_failure(settings, uri=source or path, stage=err.stage, err=err, run_id=run_id, asset_id=asset_id)
+# In its own module, which loads no model code: a backfill with nothing to do stops there.
+discover = discovery.discover
 
 
 # ---------------------------------------------------------------- one asset
@@ -283,18 +199,6 @@ def asset_summary(asset_id: int, settings: Mapping[str, Any]) -> dict[str, Any]:
 def window_tracks(window_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     with session(settings) as db:
         return current_tracks(db, window_id)
-
-
-# ---------------------------------------------------------------- progress for the CLI
-def run_progress(run_id: int, settings: Mapping[str, Any]) -> dict[str, tuple[int, int | None]]:
-    with session(settings) as db:
-        return progress_counts(db, run_id)
-
-
-@retry_db
-def run_summary_rows(run_id: int, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    with session(settings) as db:
-        return [dict(r) for r in run_asset_rows(db, run_id)]
 
 
 def stable_uploads(inbox: str, settings: Mapping[str, Any], stable_scans: int) -> list[str]:

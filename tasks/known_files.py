@@ -1,6 +1,6 @@
 """A library's files as the database last saw them: the stat index, loaded once per walk.
 
-Discovery (tasks/asset_stages.py) asks :class:`KnownFiles` about every file it walks. The
+Discovery (tasks/discovery.py) asks :class:`KnownFiles` about every file it walks. The
 library's ``asset_path`` entries come in one query when the walk starts (a library of 10,000
 done files is one ``SELECT``, not 10,000), so an unchanged file (tasks/stat_index.py) costs a
 dictionary lookup; the ``last_seen_at`` of every unchanged file is written in batches at the
@@ -48,15 +48,29 @@ class KnownFiles:
 
     def unchanged(self, uri: str, stat: FileStat | None) -> dict[str, Any] | None:
         """The asset of ``uri`` (``id``, ``sha256``, ``status``) when the file is unchanged since
-        it was hashed, else None (then it must be hashed and probed again)."""
+        it was hashed, else None (then it must be hashed and probed again); its ``last_seen_at``
+        is written by :meth:`close`."""
+        entry = self._entry(uri, stat)
+        if entry is None:
+            return None
+        self.seen.append(int(entry["path_id"]))
+        return {"id": entry["asset_id"], "sha256": entry["sha256"], "status": entry["status"]}
+
+    def lookup(self, uri: str, stat: FileStat | None) -> dict[str, Any] | None:
+        """As :meth:`unchanged`, without noting the file as seen (a look ahead of the run)."""
+        entry = self._entry(uri, stat)
+        if entry is None:
+            return None
+        return {"id": entry["asset_id"], "sha256": entry["sha256"], "status": entry["status"]}
+
+    def _entry(self, uri: str, stat: FileStat | None) -> Mapping[str, Any] | None:
         entry = self.entries.get(uri)
         if entry is None and stat is not None and not uri.startswith(self.prefix):
             with session(self.settings) as db:
                 entry = path_entry(db, uri)
         if entry is None or not unchanged(entry, stat):
             return None
-        self.seen.append(int(entry["path_id"]))
-        return {"id": entry["asset_id"], "sha256": entry["sha256"], "status": entry["status"]}
+        return entry
 
     @staticmethod
     def record(db: Session, uri: str, stat: FileStat | None) -> None:
