@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_distributed.py candidates [--n 8] [--json FILE]
     .venv/bin/python benchmarks/bench_distributed.py backfill [--steps 3] [--tracks 2]
         [--bundle DIR] [--repeats 1] [--json FILE]
+    .venv/bin/python benchmarks/bench_distributed.py batching [--batch 1 2 4] [--steps 3]
+        [--tracks 2] [--bundle DIR] [--repeats 1] [--json FILE]
 
 ``candidates``: what one window costs to dispatch, per candidate design of a warm GPU agent,
 against a real Prefect server (SQLite) on 127.0.0.1. The unit dispatched is a probe
@@ -16,6 +18,13 @@ pays per window to have the model in memory. Candidates:
   task worker, tagged  the same with the `gpu` tag under a tag concurrency limit of 1
   served flow          `flow.serve` in a long-lived process, `run_deployment` as a subflow
                        (runner poll 1 s, caller poll 0.2 s: both far below their defaults)
+
+``batching``: the same library through the stack with ``STEPFOLEY_GPU_BATCH`` = each of
+``--batch`` (default 1 2 4), interleaved per repeat, a fresh stack and data dir each (a done
+asset is skipped, so each B needs its own); per B the backfill's wall as the caller sees it,
+the agent's busy time (first batch start → last end) and its generation time, as ratios to
+B = 1 in the same repeat; and every track of B > 1 against B = 1's (same seeds, max |Δ| of
+the stem samples).
 
 ``backfill``: the issue's library (3 demo assets: kitchen-door, three-shots, long-walk = 10
 windows) end to end, the shipped bundle, 3 steps, 2 tracks. First the whole `stepfoley run`
@@ -148,6 +157,24 @@ def candidates(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+BACKFILL_CODE = ("import json,sys,time\n"
+                 "from prefect.deployments import run_deployment\n"
+                 "t0=time.perf_counter()\n"
+                 "fr=run_deployment('backfill-library/on-demand',"
+                 "parameters=json.loads(sys.argv[1]),timeout=900,poll_interval=0.5)\n"
+                 "print('WALL',time.perf_counter()-t0,fr.state.type.value)\n"
+                 "from prefect.client.orchestration import get_client\n"
+                 "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName\n"
+                 "with get_client(sync_client=True) as c:\n"
+                 "    fr=c.read_flow_run(fr.id)\n"
+                 "    trs=c.read_task_runs(task_run_filter=TaskRunFilter("
+                 "name=TaskRunFilterName(like_='window ')))\n"
+                 "ts=lambda d: d.timestamp() if d else None\n"
+                 "print('RUNS',json.dumps({'flow':[ts(fr.created),ts(fr.start_time),"
+                 "ts(fr.end_time)],'tasks':[[ts(t.created),ts(t.start_time),ts(t.end_time)]"
+                 " for t in trs]}))\n")
+
+
 def _agent_timings(log: Path) -> list[dict[str, float]]:
     """The agent's per-window timing lines (tasks/gpu_agent.py logs one JSON per window)."""
     out = []
@@ -242,6 +269,105 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _library(work: Path) -> Path:
+    from tasks.demo_library import build_demo_library
+
+    demo = work / "demo"
+    if not demo.exists():
+        build_demo_library(demo)
+    lib = work / "library"
+    lib.mkdir(exist_ok=True)
+    for name in LIBRARY:
+        if not (lib / name).exists():
+            shutil.copy(demo / name, lib / name)
+    return lib
+
+
+def _distributed_once(lib: Path, state: Path, gen: dict[str, Any],
+                      env_extra: dict[str, str]) -> dict[str, Any]:
+    """One backfill of ``lib`` on a fresh stack (started with ``env_extra``), timed as the
+    caller sees it; plus the server's task runs and the agent's timing lines."""
+    env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib), **env_extra}
+    up = subprocess.run([sys.executable, str(ROOT / "deployments" / "stack.py"), "up",
+                         "--state", str(state)], env=env, capture_output=True, text=True,
+                        timeout=300, cwd=ROOT)
+    if up.returncode != 0:
+        raise SystemExit(up.stdout + up.stderr)
+    info = json.loads((state / "pids.json").read_text())
+    try:
+        _wait_agent_ready(state)
+        d = subprocess.run([sys.executable, "-c", BACKFILL_CODE,
+                            json.dumps({"library": str(lib), "settings": gen})],
+                           capture_output=True, text=True, cwd=ROOT, timeout=1000,
+                           env={**os.environ, "PREFECT_API_URL": info["api_url"],
+                                "PREFECT_HOME": str(state / "prefect-home")})
+        if "WALL" not in d.stdout:
+            raise SystemExit(f"backfill failed: {d.stdout[-2000:]}{d.stderr[-3000:]}")
+        api_runs = json.loads(d.stdout.split("RUNS", 1)[1].strip().splitlines()[0])
+        return {"wall_s": float(d.stdout.split("WALL", 1)[1].split()[0]),
+                "completed": "COMPLETED" in d.stdout, "runs": api_runs,
+                "timings": _agent_timings(state / "logs" / "agent-0.log"),
+                "db": f"sqlite:///{Path(info['data_dir']) / 'stepfoley.db'}"}
+    finally:
+        subprocess.run([sys.executable, str(ROOT / "deployments" / "stack.py"), "down",
+                        "--state", str(state)], capture_output=True, timeout=120, cwd=ROOT)
+
+
+def _stems(url: str) -> dict[tuple, tuple[int | None, str]]:
+    from sqlalchemy import select
+
+    from sql.schema import Track
+    from sql.session import make_engine, session_scope
+
+    with session_scope(make_engine(url)) as s:
+        return {(r.seed, r.order): (r.batch_size, r.stem_uri) for r in s.execute(
+            select(Track.seed, Track.order, Track.batch_size, Track.stem_uri))}
+
+
+def _max_diff(a: dict[tuple, tuple[int | None, str]], b: dict[tuple, tuple[int | None, str]]) -> float:
+    import numpy as np
+    import soundfile as sf
+
+    if set(a) != set(b):
+        return float("inf")
+    return max(float(np.abs(sf.read(a[k][1], dtype="float32")[0]
+                            - sf.read(b[k][1], dtype="float32")[0]).max()) for k in a)
+
+
+def batching(args: argparse.Namespace) -> dict[str, Any]:
+    from tasks.config import DEFAULT_BUNDLE
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="stepfoley-bench-batching-"))
+    lib = _library(work)
+    gen = {"bundle": str(args.bundle or DEFAULT_BUNDLE), "steps": args.steps, "tracks": args.tracks}
+    result: dict[str, Any] = {"library": list(LIBRARY), "settings": gen, "batch": args.batch,
+                              "runs": [], "load_at_start": [round(x, 2) for x in os.getloadavg()]}
+    for rep in range(args.repeats):
+        per_b: dict[int, dict[str, Any]] = {}
+        for b in args.batch:
+            r = _distributed_once(lib, work / f"stack-b{b}-{rep}", gen, {"STEPFOLEY_GPU_BATCH": str(b)})
+            tasks = sorted((t for t in r["runs"]["tasks"] if t[1] and t[2]), key=lambda t: t[1])
+            per_b[b] = {"wall_s": round(r["wall_s"], 2), "completed": r["completed"],
+                        "task_runs": len(tasks),
+                        "agent_busy_s": round(tasks[-1][2] - tasks[0][1], 2),
+                        "agent_generate_s": round(sum(t["generate_s"] for t in r["timings"]), 2),
+                        "windows": len(r["timings"]), "stems": _stems(r["db"]),
+                        "load_after": [round(x, 2) for x in os.getloadavg()]}
+        base = per_b[args.batch[0]]
+        for b, rec in per_b.items():
+            rec["throughput_vs_first (wall)"] = round(base["wall_s"] / rec["wall_s"], 3)
+            rec["agent_busy_vs_first"] = round(rec["agent_busy_s"] / base["agent_busy_s"], 3)
+            rec["agent_generate_vs_first"] = round(rec["agent_generate_s"] / base["agent_generate_s"], 3)
+            rec["max_abs_diff_vs_first"] = _max_diff(base["stems"], rec["stems"])
+            rec["batch_sizes_recorded"] = sorted({v[0] for v in rec["stems"].values()})
+        for rec in per_b.values():
+            rec.pop("stems")
+        result["runs"].append({str(b): rec for b, rec in per_b.items()})
+        print(json.dumps(result["runs"][-1]), file=sys.stderr, flush=True)
+    result["cpus"] = os.cpu_count()
+    return result
+
+
 def _agent_overhead(runs: list[list[float]], timings: list[dict[str, float]]) -> dict[str, Any]:
     """Agent time a window costs beyond ``generate_window``, from the server's task runs.
 
@@ -304,8 +430,16 @@ def main() -> int:
     b.add_argument("--repeats", type=int, default=1)
     b.add_argument("--keep", type=Path)
     b.add_argument("--json", type=Path)
+    g = sub.add_parser("batching")
+    g.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4])
+    g.add_argument("--steps", type=int, default=3)
+    g.add_argument("--tracks", type=int, default=2)
+    g.add_argument("--bundle")
+    g.add_argument("--repeats", type=int, default=1)
+    g.add_argument("--keep", type=Path)
+    g.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = candidates(args) if args.cmd == "candidates" else backfill(args)
+    result = {"candidates": candidates, "backfill": backfill, "batching": batching}[args.cmd](args)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

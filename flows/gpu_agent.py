@@ -10,7 +10,9 @@
    (tasks/agent_worker.py: one that takes a run off the queue only when it has a free slot, so
    a killed agent never takes a queued window down with it): deferred task runs arrive over
    the server's websocket, ``--limit`` at a time (1 per device: windows are memory-bound),
-   each a task run of the flow run that dispatched it;
+   each a task run of the flow run that dispatched it and each a batch of up to
+   ``STEPFOLEY_GPU_BATCH`` windows of one asset, whose track k the agent integrates together
+   (the caller forms the batches: flows/generate_window.py);
 3. outlives a restart of the Prefect server: it reconnects (tasks/agent_worker.py) and records
    the outage in the shared data dir, so callers re-defer what the restarted server's empty
    queue forgot (tasks/window_lease.py, flows/generate_window.py);
@@ -33,7 +35,8 @@ from tasks.config import ConfigError, apply_offline_defaults, load_settings
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", help="bundle to preload (default: STEPFOLEY_BUNDLE or the shipped one)")
-    ap.add_argument("--limit", type=int, default=1, help="windows in progress at once (1 per device)")
+    ap.add_argument("--limit", type=int, default=1,
+                    help="batches of windows in progress at once (1 per device)")
     args = ap.parse_args(argv)
     apply_offline_defaults()
     try:
