@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,5 +150,78 @@ def test_batches_of_two_on_an_agent_match_the_unbatched_run(tmp_path: Path, tiny
         assert "stepfoley-agent-ready" in agent_log
         assert subprocess.run(["kill", "-0", str(info["agent-0"])]).returncode == 0, agent_log[-2000:]
     finally:
+        subprocess.run([sys.executable, str(REPO / "deployments" / "stack.py"), "down", "--state",
+                        str(state)], capture_output=True, timeout=120, cwd=REPO)
+
+
+def _stems(url: str) -> list[tuple]:
+    with session_scope(make_engine(url)) as s:
+        return sorted(s.execute(select(Track.seed, Track.order, Track.version, Track.batch_size,
+                                       Track.stem_sha256)).all())
+
+
+@pytest.mark.heavy
+@pytest.mark.server
+@pytest.mark.timeout(1200)
+def test_a_killed_agents_batch_is_redone_as_the_embedded_batched_run(
+        tmp_path: Path, tiny_bundle: Path, demo_footage: Path) -> None:
+    """kill -9 of the agent mid-batch: the caller sees a window's lease lapse, dispatches the
+    batch again as the same windows, a new agent resumes it from the recorded tracks; the
+    tracks are byte-identical to the embedded run's with the same batches (B = 2 in process:
+    generate-windows tasks)."""
+    lib = make_library(demo_footage, tmp_path / "lib", ["long-walk.mkv"],
+                       {"long-walk.mkv": ["footsteps", "wind"]})
+    gen = {"bundle": str(tiny_bundle), "steps": 12, "tracks": 2}
+    embedded = tmp_path / "embedded"
+    proc = stepfoley(["--data-dir", str(embedded), "run", str(lib), "--bundle", str(tiny_bundle),
+                      "--steps", "12", "--tracks", "2"], env={"STEPFOLEY_GPU_BATCH": "2"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ref = _stems(f"sqlite:///{embedded / 'stepfoley.db'}")
+    assert len(ref) == 12 and {r[3] for r in ref} == {2}  # the embedded run batched too
+
+    state = tmp_path / "stack"
+    env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib), "STEPFOLEY_BUNDLE": str(tiny_bundle),
+           "STEPFOLEY_GPU_BATCH": "2", "STEPFOLEY_WINDOW_LEASE_TTL_S": "4"}
+    up = subprocess.run([sys.executable, str(REPO / "deployments" / "stack.py"), "up", "--state",
+                         str(state)], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    spare: subprocess.Popen | None = None
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        info = json.loads((state / "pids.json").read_text())
+        data = Path(info["data_dir"])
+        script = ("import json,sys\nfrom prefect.deployments import run_deployment\n"
+                  "fr = run_deployment('backfill-library/on-demand', parameters=json.loads(sys.argv[1]),"
+                  " timeout=600, poll_interval=0.5)\nprint('STATE', fr.state.type.value)\n")
+        run = subprocess.Popen([sys.executable, "-c", script,
+                                json.dumps({"library": str(lib), "settings": gen})], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PREFECT_API_URL": info["api_url"],
+                                    "PREFECT_HOME": str(state / "prefect-home")})
+        leases = data / "leases"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(list(leases.glob("*.json")) if leases.is_dir() else []) < 2:
+            time.sleep(0.05)
+        held = [json.loads(p.read_text()) for p in leases.glob("*.json")]
+        assert len(held) == 2 and {h["batch"] for h in held} == {2}, held  # one lease per window
+        os.kill(info["agent-0"], signal.SIGKILL)
+        agent_env = {**env, "PREFECT_API_URL": info["api_url"],
+                     "PREFECT_HOME": str(state / "prefect-home"), "STEPFOLEY_DATA_DIR": str(data),
+                     "PREFECT_LOCAL_STORAGE_PATH": str(data / "prefect-storage")}
+        spare = subprocess.Popen([sys.executable, "-m", "flows.gpu_agent"], env=agent_env, cwd=REPO,
+                                 stdout=open(state / "logs" / "agent-spare.log", "wb"),
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        out, _ = run.communicate(timeout=600)
+        assert "STATE COMPLETED" in out, out[-3000:]
+        url = f"sqlite:///{data / 'stepfoley.db'}"
+        assert _stems(url) == ref  # byte-identical, no duplicate rows
+        assert not list((data / "stems").rglob("*.tmp")) and not list(leases.glob("*.json"))
+        assert "stepfoley-window-timing" in (state / "logs" / "agent-spare.log").read_text()
+    finally:
+        if spare is not None:
+            spare.terminate()
+            try:
+                spare.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                spare.kill()
         subprocess.run([sys.executable, str(REPO / "deployments" / "stack.py"), "down", "--state",
                         str(state)], capture_output=True, timeout=120, cwd=REPO)
