@@ -18,11 +18,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks import runs
 from tasks.prefect_run_tasks import discover_task, report_run_task
 from tasks.report import Progress, progress_key
+from tasks.stale_subflows import crash_stale_subflows
 from tasks.warm_imports import import_pipeline_modules
 
 
 # Not retried: the asset's stages retry themselves, and its failure is recorded by process_asset.
-@task(name="claim-and-process", tags=["asset"])
+# No tag: a tagged task run asks the Prefect API for concurrency slots before it starts, one
+# round trip per asset that no limit used, and one that fails while the server's database is
+# down (500), which crashed the whole backfill (tests/flows/test_postgres_restart.py); the
+# database claim and the task runner's workers bound the assets in flight.
+@task(name="claim-and-process")
 def claim_and_process(candidate: dict[str, Any], settings: dict[str, Any], run_id: int) -> dict[str, Any]:
     """Process one asset under a database claim, so concurrent backfills never share it."""
     # Imported here, not at the top: they load the whole pipeline, which a backfill with nothing
@@ -79,7 +84,10 @@ def backfill_library(library: str, settings: dict[str, Any] | None = None,
     for future in as_completed(futures):
         results[position[future]] = future.result(raise_on_failure=False)
         progress.advance(results[position[future]])
-    # 4. close the run and publish the report artifacts (table + markdown summary)
+    # 4. every subflow has returned: none may stay RUNNING in Prefect (a lost final state)
+    if candidates:
+        crash_stale_subflows(runs.current_flow_run_id())
+    # 5. close the run and publish the report artifacts (table + markdown summary)
     summary = runs.finish_run(run_id, results, s)
     report_run_task(run_id, s)
     return summary

@@ -104,16 +104,26 @@ def test_postgres_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
         cluster.start()
         up = time.monotonic()
 
-        status = fa.wait_for(lambda: (lambda d, r: r if r and r != "running" else None)(
-            *_done(db_url, engine)), 1200, 0.5, "the backfill's end")
+        flow_run = start.stdout.split("FLOW_RUN", 1)[1].split()[0]
+        status = fa.wait_for(lambda: _ended(db_url, engine, info["api_url"], flow_run), 1200, 0.5,
+                             "the backfill's end")
         print(f"postgres restart: stop {stopped - t0:.1f} s, down {up - stopped:.1f} s, "
               f"{done_at_stop}/{N_ASSETS} done at the stop; backfill ended "
               f"{time.monotonic() - up:.1f} s after the database was back")
         snap = fa.snapshot(db_url)
         report = fa.audit(snap, data, N_ASSETS)
+        facts = _prefect_facts(info, state)
+        print("prefect:", json.dumps(facts))
         assert status == "completed", (status, report["problems"])
         assert not report["problems"], report["problems"]
         assert fa.compare(snap, clean) == []
+        # Prefect's record: the backfill completed, each asset's process-asset flow run
+        # completed exactly once, and none is left RUNNING: an attempt whose final state change
+        # met the outage (the server answers 500) is marked Crashed by the backfill's end
+        # (tasks/stale_subflows.py; before it, one stayed RUNNING per restart)
+        assert facts["backfill"] == ["COMPLETED"], facts
+        assert facts["completed_per_asset"] == {"1": N_ASSETS}, facts
+        assert all(state == "CRASHED" for _, state, _ in facts["not_completed"]), facts
         for i in range(2):  # both agents outlived the restart
             p = info.get(f"agent-{i}")
             assert isinstance(p, int) and _alive(p), (state / "logs" / f"agent-{i}.log").read_text(
@@ -123,6 +133,46 @@ def test_postgres_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
             engine["e"].dispose()
         subprocess.run([sys.executable, str(fa.STACK), "down", "--state", str(state)],
                        capture_output=True, timeout=300, cwd=fa.ROOT)
+
+
+FACTS = ("import json, collections\n"
+         "from prefect.client.orchestration import get_client\n"
+         "with get_client(sync_client=True) as c:\n"
+         "    frs = c.read_flow_runs(limit=200)\n"
+         "done = collections.Counter(f.name for f in frs if f.name.startswith('asset ')"
+         " and f.state.type.value == 'COMPLETED')\n"
+         "print('FACTS', json.dumps({\n"
+         " 'backfill': [f.state.type.value for f in frs if f.name.startswith('backfill ')],\n"
+         " 'asset_flow_runs': dict(collections.Counter(f.state.type.value for f in frs"
+         "  if f.name.startswith('asset '))),\n"
+         " 'not_completed': [[f.name.rsplit('/', 1)[-1], f.state.type.value, (f.state.message or '')[:200]]"
+         "  for f in frs if f.name.startswith('asset ') and f.state.type.value != 'COMPLETED'],\n"
+         " 'completed_per_asset': dict(collections.Counter(done.values()))}))\n")
+
+
+def _prefect_facts(info: dict, state: Path) -> dict:
+    """Flow runs as the Prefect server recorded them (read through its API)."""
+    p = subprocess.run([sys.executable, "-c", FACTS], capture_output=True, text=True, timeout=120,
+                       cwd=fa.ROOT, env={**os.environ, "PREFECT_API_URL": info["api_url"],
+                                         "PREFECT_HOME": str(state / "prefect-home")})
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("FACTS ")]
+    assert line, p.stdout[-2000:] + p.stderr[-2000:]
+    return json.loads(line[0][len("FACTS "):])
+
+
+def _ended(db_url: str, engine: dict, api_url: str, flow_run: str) -> str | None:
+    """The run row's final status, or the Prefect flow run's final state when the flow ended
+    without writing it (a crashed backfill must fail the test, not hang it)."""
+    import httpx
+
+    run = _done(db_url, engine)[1]
+    if run and run != "running":
+        return run
+    try:
+        state = httpx.get(f"{api_url}/flow_runs/{flow_run}", timeout=5).json()["state"]["type"]
+    except Exception:  # the API is down or busy: ask again
+        return None
+    return f"flow run {state}" if state in ("FAILED", "CRASHED", "CANCELLED") else None
 
 
 def _alive(pid: int) -> bool:
