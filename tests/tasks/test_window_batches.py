@@ -25,7 +25,7 @@ from flows.generate_window import window_batches
 from sql.schema import Track
 from sql.session import session_scope
 from tasks import asset_stages
-from tasks.config import load_settings, settings_from_json
+from tasks.config import ConfigError, load_settings, settings_from_json
 from tasks.generate import WindowsFailed, generate_window, generate_windows, run_windows
 from tasks.runs import engine_for
 from tasks.ffmpeg_bin import run_ffmpeg
@@ -148,3 +148,14 @@ def _jobs_from(jobs: list[dict[str, Any]], tmp: Path, s: dict[str, Any]) -> list
     lib = Path(jobs[0]["path"].removeprefix("file://")).parent
     asset = asset_stages.ingest_asset(str(lib / ASSET), s, None)
     return asset_stages.propose_prompts(asset, asset_stages.plan_windows(asset, s), s)[:2]
+
+
+def test_the_batch_size_is_the_setting_or_the_device_s_default() -> None:
+    assert load_settings(environ={}).batch_size == 1  # the CPU: batching measured no faster
+    assert load_settings({"device": "cuda:0"}, environ={}).batch_size == 4
+    assert load_settings(environ={"STEPFOLEY_GPU_BATCH": "2", "STEPFOLEY_DEVICE": "cuda"}).batch_size == 2
+    with pytest.raises(ConfigError, match="gpu_batch"):
+        load_settings(environ={"STEPFOLEY_GPU_BATCH": "-1"})
+    # B changes no seed: it is not part of the configuration hash
+    assert load_settings({"gpu_batch": 4}, environ={}).generation_hash() == \
+        load_settings(environ={}).generation_hash()
