@@ -261,7 +261,11 @@ def generate_windows(jobs: list[dict[str, Any]], settings: Settings) -> list[Win
         groups: dict[tuple[Any, ...], list[Take]] = {}
         for w in windows:
             if w.error is None and i < len(w.job["prompts"]):
-                take = plan_take(w, w.job["prompts"][i], settings, config_hash)
+                try:
+                    take = plan_take(w, w.job["prompts"][i], settings, config_hash)
+                except Exception as exc:  # its recorded stem unreadable: this window's own
+                    w.error = exc
+                    continue
                 if take is not None:
                     groups.setdefault(take.group, []).append(take)
         for group in groups.values():
