@@ -5,7 +5,7 @@ bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
    same evaluator on the scenes' ground-truth source and on its round trip through the bundle's
    codec (encode → decode): the ceiling a generator with perfect latents would reach;
 2. two sources, step by step: leakage = evaluator score of track 1's class in track 2,
-   NAG (α 4.5, β 1.5, against track 1) vs independent CFG; 95 % bootstrap intervals of each
+   NAG (α 4.5, β 1.5 or --beta, against track 1) vs independent CFG; 95 % bootstrap intervals of each
    mean, and of the paired per-scene reduction (independent − NAG, same scene and seed): the
    gate holds when that interval lies above zero;
 3. synchronisation (issue 19 §1): one-source held-out scenes, the six event-driven classes in
@@ -15,8 +15,9 @@ bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
    onsets, DeSync (|lag| of the onset envelope's cross-correlation with the event train), per
    class and overall with 95 % scene-bootstrap intervals (``models.evaluation.sync``).
 
-`python benchmarks/bundle_gates.py BUNDLE [N] [--sync M] [--only sync] [--figure PNG]`: M sync
-scenes (default 36, 0 = skip); --only sync skips sections 1–2; --figure writes onset rasters.
+`python benchmarks/bundle_gates.py BUNDLE [N] [--sync M] [--only sync|single|leakage] [--beta B] [--figure PNG]`: M sync
+scenes (default 36, 0 = skip); --only sync skips sections 1–2, --only single runs section 1 alone
+(a base without its branch); --figure writes onset rasters.
 """
 
 from __future__ import annotations
@@ -55,7 +56,28 @@ def sync_section(pipe, m: int, figure: str | None = None) -> dict:
     return {"scenes": m, "summary": summary, "table": markdown_table(summary), "rows": rows}
 
 
-def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figure: str | None = None) -> dict:
+def leakage_section(pipe, ev, base: int, n: int, beta: float) -> dict:
+    """Section 2: track 2 of two-source scenes, NAG (against track 1) vs independent CFG."""
+    leak = {"nag": [], "independent": []}
+    fid = {"nag": [], "independent": []}
+    for i in range(n):
+        sc = fw.make_scene(base + 1000 + i, 8.0, 2, 64)
+        a, b = sc.sources
+        video = fw.model_video(sc.frames)
+        t1 = pipe.generate_track(video, 8.0, a.caption, seed=i)
+        for mode in ("nag", "independent"):
+            t2 = pipe.generate_track(video, 8.0, b.caption, negative_audio=t1.waveform if mode == "nag" else None,
+                                     mode=mode, seed=1000 + i, beta=beta)
+            s = ev.class_scores(t2.waveform, 16000)
+            leak[mode].append(s[a.cls])
+            fid[mode].append(s[b.cls])
+    return {"leakage": {m: boot(np.array(v)) for m, v in leak.items()},
+            "leakage_reduction_paired": boot(np.array(leak["independent"]) - np.array(leak["nag"])),
+            "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}
+
+
+def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figure: str | None = None,
+         beta: float = 1.5) -> dict:
     torch.set_num_threads(1)
     pipe = load_bundle(bundle)
     pipe.set_progress_bar_config(disable=True)
@@ -63,8 +85,11 @@ def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figu
         return {"sync": sync_section(pipe, sync, figure)}
     ev = load_evaluator(f"{bundle}/evaluator")
     base = fw.SPLITS["test"].start + 5000
+    if only == "leakage":
+        return {"n": n, "beta": beta, **leakage_section(pipe, ev, base, n, beta)}
     hits, peaks, nan = [], [], 0
     truth, round_trip = [], []
+    classes_hit: dict[str, list[float]] = {}
     for i in range(n):
         cls = fw.CLASSES[i % len(fw.CLASSES)]
         sc = fw.make_scene(base + i, 8.0, 1, 64, classes=[cls])
@@ -79,25 +104,14 @@ def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figu
         peaks.append(float(np.abs(out.waveform).max()))
         s = ev.class_scores(out.waveform, 16000)
         hits.append(float(max(s, key=s.get) == cls))
-    leak = {"nag": [], "independent": []}
-    fid = {"nag": [], "independent": []}
-    for i in range(n):
-        sc = fw.make_scene(base + 1000 + i, 8.0, 2, 64)
-        a, b = sc.sources
-        video = fw.model_video(sc.frames)
-        t1 = pipe.generate_track(video, 8.0, a.caption, seed=i)
-        for mode in ("nag", "independent"):
-            t2 = pipe.generate_track(video, 8.0, b.caption, negative_audio=t1.waveform if mode == "nag" else None,
-                                     mode=mode, seed=1000 + i)
-            s = ev.class_scores(t2.waveform, 16000)
-            leak[mode].append(s[a.cls])
-            fid[mode].append(s[b.cls])
-    out = {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
-           "ground_truth_top1": boot(np.array(truth)), "codec_round_trip_top1": boot(np.array(round_trip)),
-           "max_peak": max(peaks),
-           "leakage": {m: boot(np.array(v)) for m, v in leak.items()},
-           "leakage_reduction_paired": boot(np.array(leak["independent"]) - np.array(leak["nag"])),
-           "fidelity": {m: boot(np.array(v)) for m, v in fid.items()}}
+        classes_hit.setdefault(cls, []).append(hits[-1])
+    single = {"single_prompt_top1": boot(np.array(hits)), "n": n, "nan_tracks": nan,
+              "single_prompt_top1_per_class": {c: float(np.mean(v)) for c, v in sorted(classes_hit.items())},
+              "ground_truth_top1": boot(np.array(truth)), "codec_round_trip_top1": boot(np.array(round_trip)),
+              "max_peak": max(peaks)}
+    if only == "single":
+        return single
+    out = {**single, "beta": beta, **leakage_section(pipe, ev, base, n, beta)}
     if sync:
         out["sync"] = sync_section(pipe, sync, figure)
     return out
@@ -108,7 +122,8 @@ if __name__ == "__main__":
     ap.add_argument("bundle")
     ap.add_argument("n", nargs="?", type=int, default=22)
     ap.add_argument("--sync", type=int, default=36, help="one-source scenes for the sync section (0 = skip)")
-    ap.add_argument("--only", choices=["sync"], help="run only this section")
+    ap.add_argument("--only", choices=["sync", "single", "leakage"], help="run only this section")
+    ap.add_argument("--beta", type=float, default=1.5, help="NAG β of the leakage section")
     ap.add_argument("--figure", help="PNG path for the sync section's onset rasters")
     a = ap.parse_args()
-    print(json.dumps(main(a.bundle, a.n, a.sync, a.only, a.figure), indent=2, default=float))
+    print(json.dumps(main(a.bundle, a.n, a.sync, a.only, a.figure, a.beta), indent=2, default=float))
