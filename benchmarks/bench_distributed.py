@@ -223,22 +223,7 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
         info = json.loads((state / "pids.json").read_text())
         try:
             _wait_agent_ready(state)
-            code = ("import json,sys,time\n"
-                    "from prefect.deployments import run_deployment\n"
-                    "t0=time.perf_counter()\n"
-                    "fr=run_deployment('backfill-library/on-demand',"
-                    "parameters=json.loads(sys.argv[1]),timeout=900,poll_interval=0.5)\n"
-                    "print('WALL',time.perf_counter()-t0,fr.state.type.value)\n"
-                    "from prefect.client.orchestration import get_client\n"
-                    "from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName\n"
-                    "with get_client(sync_client=True) as c:\n"
-                    "    fr=c.read_flow_run(fr.id)\n"
-                    "    trs=c.read_task_runs(task_run_filter=TaskRunFilter("
-                    "name=TaskRunFilterName(like_='window ')))\n"
-                    "ts=lambda d: d.timestamp() if d else None\n"
-                    "print('RUNS',json.dumps({'flow':[ts(fr.created),ts(fr.start_time),"
-                    "ts(fr.end_time)],'tasks':[[ts(t.created),ts(t.start_time),ts(t.end_time)]"
-                    " for t in trs]}))\n")
+            code = BACKFILL_CODE
             d = subprocess.run([sys.executable, "-c", code,
                                 json.dumps({"library": str(lib), "settings": gen})],
                                capture_output=True, text=True, cwd=ROOT, timeout=1000,

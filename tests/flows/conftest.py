@@ -58,3 +58,20 @@ def stepfoley(args: list[str], env: dict[str, str] | None = None, timeout: float
               **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout, **kw)
+
+
+def fa_reference(tmp_path: Path, n_assets: int, gen: list[str]) -> tuple[Path, dict]:
+    """A library of ``n_assets`` short assets (benchmarks/fault_audit.py) and the snapshot of its
+    clean embedded run: the reference a faulted distributed run must reproduce byte for byte."""
+    # Imported on use: the flow tests that do not need the fault audit stay light to collect.
+    from benchmarks import fault_audit as fa
+    from tasks.config import DEFAULT_BUNDLE
+
+    lib = fa.build_library(tmp_path / "lib", n_assets)
+    embedded = tmp_path / "embedded"
+    proc = stepfoley(["--data-dir", str(embedded), "run", str(lib), "--bundle", str(DEFAULT_BUNDLE),
+                      *gen], timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    clean = fa.snapshot(f"sqlite:///{embedded / 'stepfoley.db'}")
+    assert not fa.audit(clean, embedded, n_assets)["problems"]  # the reference itself is sound
+    return lib, clean

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fault_audit as fa
-from tests.flows.conftest import stepfoley
+from tests.flows.conftest import fa_reference
 
 pytestmark = [pytest.mark.heavy, pytest.mark.server, pytest.mark.postgres]
 
@@ -60,13 +60,7 @@ def _done(db_url: str, engine: dict) -> tuple[int, str | None]:
 def test_server_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
     from tasks.config import DEFAULT_BUNDLE
 
-    lib = fa.build_library(tmp_path / "lib", N_ASSETS)
-    embedded = tmp_path / "embedded"
-    proc = stepfoley(["--data-dir", str(embedded), "run", str(lib), "--bundle", str(DEFAULT_BUNDLE),
-                      *GEN], timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    clean = fa.snapshot(f"sqlite:///{embedded / 'stepfoley.db'}")
-    assert not fa.audit(clean, embedded, N_ASSETS)["problems"]  # the reference itself is sound
+    lib, clean = fa_reference(tmp_path, N_ASSETS, GEN)
 
     state = tmp_path / "stack"
     env = {**os.environ, "STEPFOLEY_LIBRARY": str(lib), "STEPFOLEY_WINDOW_LEASE_TTL_S": str(TTL_S)}
