@@ -63,6 +63,7 @@ def _imported(stderr: str) -> set[str]:
     return names
 
 
+@pytest.mark.heavy  # ~35 s (three CLI runs): the default run is at its 15-minute budget
 @pytest.mark.timeout(900)
 def test_noop_run_loads_no_model_code_and_new_file_still_runs(tmp_path: Path) -> None:
     lib, data = _library(tmp_path / "lib", 5), tmp_path / "data"
