@@ -186,17 +186,8 @@ def _agent_timings(log: Path) -> list[dict[str, float]]:
 
 def backfill(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.config import DEFAULT_BUNDLE
-    from tasks.demo_library import build_demo_library
-
     work = Path(args.keep or tempfile.mkdtemp(prefix="stepfoley-bench-backfill-"))
-    demo = work / "demo"
-    if not demo.exists():
-        build_demo_library(demo)
-    lib = work / "library"
-    lib.mkdir(exist_ok=True)
-    for name in LIBRARY:
-        if not (lib / name).exists():
-            shutil.copy(demo / name, lib / name)
+    lib = _library(work)
     bundle = str(args.bundle or DEFAULT_BUNDLE)
     gen = {"bundle": bundle, "steps": args.steps, "tracks": args.tracks}
     result: dict[str, Any] = {"library": list(LIBRARY), "settings": gen, "runs": []}
