@@ -75,3 +75,19 @@ def fa_reference(tmp_path: Path, n_assets: int, gen: list[str]) -> tuple[Path, d
     clean = fa.snapshot(f"sqlite:///{embedded / 'stepfoley.db'}")
     assert not fa.audit(clean, embedded, n_assets)["problems"]  # the reference itself is sound
     return lib, clean
+
+
+def start_backfill(info: dict, state: Path, params: dict) -> str:
+    """Start `backfill-library/on-demand` on a running stack (deployments/stack.py's pids.json
+    ``info``) without waiting for it, as an operator would; returns the flow run's id."""
+    import json
+
+    code = ("import json,sys\nfrom prefect.deployments import run_deployment\n"
+            "print('FLOW_RUN', run_deployment('backfill-library/on-demand',"
+            " parameters=json.loads(sys.argv[1]), timeout=0).id)\n")
+    start = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True,
+                           timeout=300, cwd=Path(__file__).resolve().parents[2],
+                           env={**os.environ, "PREFECT_API_URL": info["api_url"],
+                                "PREFECT_HOME": str(state / "prefect-home")})
+    assert "FLOW_RUN" in start.stdout, start.stdout + start.stderr
+    return start.stdout.split("FLOW_RUN", 1)[1].split()[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fault_audit as fa
-from tests.flows.conftest import fa_reference
+from tests.flows.conftest import fa_reference, start_backfill
 
 pytestmark = [pytest.mark.heavy, pytest.mark.server, pytest.mark.postgres]
 
@@ -71,15 +71,7 @@ def test_server_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
         data, db_url = Path(info["data_dir"]), info["db_url"]
         params = {"library": str(lib),
                   "settings": {"bundle": str(DEFAULT_BUNDLE), "steps": 6, "tracks": 2}}
-        start = subprocess.run(
-            [sys.executable, "-c",
-             "import json,sys\nfrom prefect.deployments import run_deployment\n"
-             "print('FLOW_RUN', run_deployment('backfill-library/on-demand',"
-             " parameters=json.loads(sys.argv[1]), timeout=0).id)\n", json.dumps(params)],
-            capture_output=True, text=True, timeout=300, cwd=fa.ROOT,
-            env={**os.environ, "PREFECT_API_URL": info["api_url"],
-                 "PREFECT_HOME": str(state / "prefect-home")})
-        assert "FLOW_RUN" in start.stdout, start.stdout + start.stderr
+        start_backfill(info, state, params)
 
         # mid-backfill: a few assets done, an agent holding a window
         fa.wait_for(lambda: _done(db_url, engine)[0] >= 4, 900, 0.5, "4 assets done")

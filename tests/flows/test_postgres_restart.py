@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from benchmarks import fault_audit as fa
-from tests.flows.conftest import fa_reference
+from tests.flows.conftest import fa_reference, start_backfill
 from tests.pg import PgCluster
 
 pytestmark = [pytest.mark.heavy, pytest.mark.server, pytest.mark.postgres]
@@ -74,15 +74,7 @@ def test_postgres_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
         cluster = PgCluster(Path(info["postgres"]).parent, int(make_url(db_url).port))
         params = {"library": str(lib),
                   "settings": {"bundle": str(DEFAULT_BUNDLE), "steps": 6, "tracks": 2}}
-        start = subprocess.run(
-            [sys.executable, "-c",
-             "import json,sys\nfrom prefect.deployments import run_deployment\n"
-             "print('FLOW_RUN', run_deployment('backfill-library/on-demand',"
-             " parameters=json.loads(sys.argv[1]), timeout=0).id)\n", json.dumps(params)],
-            capture_output=True, text=True, timeout=300, cwd=fa.ROOT,
-            env={**os.environ, "PREFECT_API_URL": info["api_url"],
-                 "PREFECT_HOME": str(state / "prefect-home")})
-        assert "FLOW_RUN" in start.stdout, start.stdout + start.stderr
+        flow_run = start_backfill(info, state, params)
 
         # mid-backfill: a few assets done, an agent holding a window
         fa.wait_for(lambda: _done(db_url, engine)[0] >= 2, 900, 0.5, "2 assets done")
@@ -98,7 +90,6 @@ def test_postgres_restart_mid_backfill_loses_nothing(tmp_path: Path) -> None:
         cluster.start()
         up = time.monotonic()
 
-        flow_run = start.stdout.split("FLOW_RUN", 1)[1].split()[0]
         status = fa.wait_for(lambda: _ended(db_url, engine, info["api_url"], flow_run), 1200, 0.5,
                              "the backfill's end")
         print(f"postgres restart: stop {stopped - t0:.1f} s, down {up - stopped:.1f} s, "
