@@ -214,8 +214,7 @@ def backfill(args: argparse.Namespace) -> dict[str, Any]:
         info = json.loads((state / "pids.json").read_text())
         try:
             _wait_agent_ready(state)
-            code = BACKFILL_CODE
-            d = subprocess.run([sys.executable, "-c", code,
+            d = subprocess.run([sys.executable, "-c", BACKFILL_CODE,
                                 json.dumps({"library": str(lib), "settings": gen})],
                                capture_output=True, text=True, cwd=ROOT, timeout=1000,
                                env={**os.environ, "PREFECT_API_URL": info["api_url"],

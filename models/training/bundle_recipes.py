@@ -204,6 +204,7 @@ def train_base(out: Path, *, seed: int = 0, threads: int = 1, steps: int = 3000,
         return flow_matching_loss(lambda xt, t: net(xt, clip_f, sync_f, text_f, t), x1, gen, t_mean)
 
     summary = trainer.run(loss_fn, quiet=quiet)
+    summary["recipe"] = {"t_mean": t_mean, "sync_channels": list(sync_channels)}  # provenance of the run
     trainer.load_ema_into_modules()
     net.empty_string_feat.requires_grad_(False)
     for name, module in (("transformer", net), ("codec", codec), ("video_features", video_features),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training.bundle_recipes import train_base, train_guidance
+from models.training.bundle_recipes import BASE_SYNC_CHANNELS, BASE_T_MEAN, GUIDANCE_POOLED_COND, GUIDANCE_T_MEAN, \
+    train_base, train_guidance
 
 
 def _losses(run_log: Path) -> list[float]:
@@ -33,3 +34,12 @@ def test_base_and_guidance_losses_decrease(tmp_path: Path) -> None:
     assert np.isfinite(guid).all()
     assert g["probe_loss_after"] < g["probe_loss_before"], g
     assert (tmp_path / "controlnet").is_dir()
+
+    # The parts carry the shipped recipe's choices (what `stepfoley train` reproduces).
+    vf = json.loads((tmp_path / "video_features" / "config.json").read_text())
+    net = json.loads((tmp_path / "transformer" / "config.json").read_text())
+    cn = json.loads((tmp_path / "controlnet" / "config.json").read_text())
+    record = json.loads((tmp_path / "controlnet" / "training.json").read_text())
+    assert tuple(vf["sync_channels"]) == BASE_SYNC_CHANNELS and net["sync_dim"] == vf["sync_dim"]
+    assert cn["pooled_cond"] is GUIDANCE_POOLED_COND and record["t_mean"] == GUIDANCE_T_MEAN
+    assert summary["recipe"] == {"t_mean": BASE_T_MEAN, "sync_channels": list(BASE_SYNC_CHANNELS)}
