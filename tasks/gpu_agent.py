@@ -78,13 +78,16 @@ def serve_windows(jobs: list[dict[str, Any]], settings: dict[str, Any], lease_ke
         raise ValueError(f"{len(jobs)} windows but {len(lease_keys)} lease keys")
     t0 = time.perf_counter()
     s = settings_from_json(settings)
-    agent_bundle(s)
-    for job in jobs:
-        remove_stale_temp_files(s, job)
     abouts = [{"window_id": j["window_id"], "asset_sha256": j["asset_sha256"],
                "window": f"{j['scene_index']}.{j['window_index']}", "batch": len(jobs)}
               for j in jobs]
+    # The leases first: the caller presumes a run dead once it has been RUNNING for the TTL
+    # without one, and a bundle this agent has not preloaded (a real network from a slow disk)
+    # can take longer than that to load.
     with hold_leases([lease_path(s.data_dir, k) for k in lease_keys], lease_ttl_s, abouts):
+        agent_bundle(s)
+        for job in jobs:
+            remove_stale_temp_files(s, job)
         g0 = time.perf_counter()
         states = generate_windows(jobs, s)
         generate_s = time.perf_counter() - g0

@@ -26,7 +26,7 @@ import soundfile as sf
 from sqlalchemy import select
 
 from flows.generate_window import window_batches
-from sql.schema import SceneWindow, Track
+from sql.schema import Asset, Failure, SceneWindow, Track
 from sql.session import make_engine, session_scope
 from tasks import asset_stages
 from tasks.config import load_settings
@@ -160,6 +160,17 @@ def _stems(url: str) -> list[tuple]:
                                        Track.stem_sha256)).all())
 
 
+def _why(url: str, state: Path) -> str:
+    """What a run that left the wrong tracks recorded: the assets' states and failures, the
+    tails of the agents' and the cpu worker's logs."""
+    with session_scope(make_engine(url)) as s:
+        assets = s.execute(select(Asset.uri, Asset.status, Asset.error)).all()
+        failures = s.execute(select(Failure.stage, Failure.error_class, Failure.message)).all()
+    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-2500:]}"
+                   for p in sorted((state / "logs").glob("*.log")) if p.name != "deploy.log")
+    return f"assets {assets}\nfailures {failures}{logs}"
+
+
 @pytest.mark.heavy
 @pytest.mark.server
 @pytest.mark.timeout(1200)
@@ -213,7 +224,7 @@ def test_a_killed_agents_batch_is_redone_as_the_embedded_batched_run(
         out, _ = run.communicate(timeout=600)
         assert "STATE COMPLETED" in out, out[-3000:]
         url = f"sqlite:///{data / 'stepfoley.db'}"
-        assert _stems(url) == ref  # byte-identical, no duplicate rows
+        assert _stems(url) == ref, _why(url, state)  # byte-identical, no duplicate rows
         assert not list((data / "stems").rglob("*.tmp")) and not list(leases.glob("*.json"))
         assert "stepfoley-window-timing" in (state / "logs" / "agent-spare.log").read_text()
     finally:
