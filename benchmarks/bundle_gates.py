@@ -5,7 +5,7 @@ bundle's evaluator. `python benchmarks/bundle_gates.py BUNDLE [N]` prints JSON.
    same evaluator on the scenes' ground-truth source and on its round trip through the bundle's
    codec (encode → decode): the ceiling a generator with perfect latents would reach;
 2. two sources, step by step: leakage = evaluator score of track 1's class in track 2,
-   NAG (α 4.5, β 1.5 or --beta, against track 1) vs independent CFG; 95 % bootstrap intervals of each
+   NAG (α 4.5, the bundle's β or --beta, against track 1) vs independent CFG; 95 % bootstrap intervals of each
    mean, and of the paired per-scene reduction (independent − NAG, same scene and seed): the
    gate holds when that interval lies above zero;
 3. synchronisation (issue 19 §1): one-source held-out scenes, the six event-driven classes in
@@ -77,10 +77,11 @@ def leakage_section(pipe, ev, base: int, n: int, beta: float) -> dict:
 
 
 def main(bundle: str, n: int = 22, sync: int = 36, only: str | None = None, figure: str | None = None,
-         beta: float = 1.5) -> dict:
+         beta: float | None = None) -> dict:
     torch.set_num_threads(1)
     pipe = load_bundle(bundle)
     pipe.set_progress_bar_config(disable=True)
+    beta = pipe.default_beta if beta is None else beta  # the bundle's declared β, else 1.5
     if only == "sync":
         return {"sync": sync_section(pipe, sync, figure)}
     ev = load_evaluator(f"{bundle}/evaluator")
@@ -123,7 +124,8 @@ if __name__ == "__main__":
     ap.add_argument("n", nargs="?", type=int, default=22)
     ap.add_argument("--sync", type=int, default=36, help="one-source scenes for the sync section (0 = skip)")
     ap.add_argument("--only", choices=["sync", "single", "leakage"], help="run only this section")
-    ap.add_argument("--beta", type=float, default=1.5, help="NAG β of the leakage section")
+    ap.add_argument("--beta", type=float, default=None,
+                    help="NAG β of the leakage section (default: the bundle's declared β, else 1.5)")
     ap.add_argument("--figure", help="PNG path for the sync section's onset rasters")
     a = ap.parse_args()
     print(json.dumps(main(a.bundle, a.n, a.sync, a.only, a.figure, a.beta), indent=2, default=float))

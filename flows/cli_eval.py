@@ -53,7 +53,8 @@ def register(cli: click.Group) -> None:
     @click.option("--seeds", help="Held-out FoleyWorld test seeds A:B (default: 40 scenes; --quick: 4).")
     @click.option("--methods", default="independent,negative_text,nag", show_default=True)
     @click.option("--betas", default="0,0.5,1,1.5,2,3", show_default=True, help="NAG β sweep.")
-    @click.option("--beta", type=BETA, default=DEFAULT.beta, show_default=True, help="β of the method comparison.")
+    @click.option("--beta", type=BETA, default=None,
+                  help="β of the method comparison (default: the bundle's declared β, else 1.5).")
     @click.option("--alpha", type=ALPHA, default=DEFAULT.alpha, show_default=True, help="CFG strength α.")
     @click.option("--orders", default="descending,random,ascending", show_default=True,
                   help="Generation orders by salience; the first is the main one.")
@@ -64,7 +65,7 @@ def register(cli: click.Group) -> None:
     @click.option("--quick", is_flag=True, help="A small configuration that runs in a few minutes.")
     @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
                   help="Report directory (report.md, results.json, PNGs).")
-    def eval_cmd(bundle: Path | None, seeds: str | None, methods: str, betas: str, beta: float, alpha: float,
+    def eval_cmd(bundle: Path | None, seeds: str | None, methods: str, betas: str, beta: float | None, alpha: float,
                  orders: str, tracks: str, steps: int, no_yamnet: bool, threads: int, quick: bool,
                  out: Path) -> None:
         """Compare NAG with independent CFG and negative-text prompting on held-out scenes."""

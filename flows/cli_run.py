@@ -32,7 +32,8 @@ GEN_OPTIONS = [
                       "bundle with captioner/) instead of the bundle's own."),
     click.option("--alpha", type=ALPHA, help=f"Text/video guidance α (default {DEFAULT.alpha:g})."),
     click.option("--beta", type=BETA,
-                 help=f"Negative audio guidance β (default {DEFAULT.beta:g}; 0 = CFG)."),
+                 help=f"Negative audio guidance β (0 = CFG; default: the β the bundle declares for its "
+                      f"branch in guidance.json, else the paper's {DEFAULT.beta:g})."),
     click.option("--steps", type=STEPS, help=f"Euler steps (default {DEFAULT.steps})."),
     click.option("--tracks", type=click.IntRange(1, 16), help="Tracks per scene, K (default 5)."),
     click.option("--seed", type=SEED, help="Base seed mixed into every derived seed (default 0)."),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from models.generation.bundle_beta import resolve_beta
 from models.generation.guidance_settings import DEFAULT as GUIDANCE_DEFAULT, GuidanceError, \
     GuidanceSettings, check_alpha, check_beta, check_choice, check_float, check_int, check_mode, \
     check_seed, check_steps
@@ -33,7 +34,9 @@ class Settings:
     database_url: str | None = None
     bundle: Path = DEFAULT_BUNDLE
     alpha: float = GUIDANCE_DEFAULT.alpha
-    beta: float = GUIDANCE_DEFAULT.beta
+    # None: the β the bundle declares for its branch, else the paper's 1.5 (``nag_beta``,
+    # models/generation/bundle_beta.py); a number given anywhere wins.
+    beta: float | None = None
     steps: int = GUIDANCE_DEFAULT.steps
     tracks: int = 5
     seed: int = 0
@@ -70,10 +73,20 @@ class Settings:
         # passes here, so no out-of-range value reaches a run.
         for name, value in _checked(self).items():
             object.__setattr__(self, name, value)
+        try:
+            nag_beta = resolve_beta(self.beta, self.bundle)
+        except GuidanceError as exc:
+            raise SettingError("beta", str(exc)) from None
+        object.__setattr__(self, "_nag_beta", nag_beta)
+
+    @property
+    def nag_beta(self) -> float:
+        """The β in effect: ``beta`` if set, else the bundle's declared one, else 1.5."""
+        return self._nag_beta  # type: ignore[attr-defined, no-any-return]
 
     @property
     def guidance(self) -> GuidanceSettings:
-        return GuidanceSettings(alpha=self.alpha, beta=self.beta, steps=self.steps, mode=self.mode)
+        return GuidanceSettings(alpha=self.alpha, beta=self.nag_beta, steps=self.steps, mode=self.mode)
 
     @property
     def db_url(self) -> str:
@@ -106,7 +119,7 @@ class Settings:
 
     def generation_config(self) -> dict[str, Any]:
         """The settings that determine generated audio (part of every track's natural key)."""
-        return {"alpha": self.alpha, "beta": self.beta, "steps": self.steps,
+        return {"alpha": self.alpha, "beta": self.nag_beta, "steps": self.steps,
                 "tracks": self.tracks, "seed": self.seed, "mode": self.mode,
                 "window_s": self.window_s, "overlap_s": self.overlap_s,
                 "min_shot_s": self.min_shot_s, "target_lufs": self.target_lufs}
@@ -191,7 +204,7 @@ class SettingError(ConfigError):
 
 # The guidance ranges live in models.generation.guidance_settings; the others here.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "alpha": check_alpha, "beta": check_beta, "steps": check_steps, "seed": check_seed,
+    "alpha": check_alpha, "beta": lambda v: None if v is None else check_beta(v), "steps": check_steps, "seed": check_seed,
     "mode": check_mode,
     "tracks": lambda v: check_int(v, "tracks", 1, 16),
     "container": lambda v: check_choice(v, "container", ("mkv", "mp4", "mov")),

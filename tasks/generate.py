@@ -290,7 +290,7 @@ def generate_group(bundle: LoadedBundle, s: Settings, takes: list[Take],
     if len(takes) == 1 or s.mode not in BATCHED_MODES:
         return {id(t): _one_take(bundle, s, t, config_hash) for t in takes if t.record}
     requests = [TrackRequest(video=t.state.video, duration=window_duration(t.state.job),
-                             prompt=t.text, seed=t.seed, alpha=s.alpha, beta=s.beta,
+                             prompt=t.text, seed=t.seed, alpha=s.alpha, beta=s.nag_beta,
                              steps=s.steps, mode=s.mode,
                              negative_audio=t.state.negatives if t.state.has_negative else None)
                 for t in takes]
@@ -364,7 +364,7 @@ def generate_take(bundle: LoadedBundle, s: Settings, job: dict[str, Any],
         video=video, duration=window_duration(job), prompt=text, negative_audio=negative,
         negative_prompts=earlier_prompts, alpha=s.alpha,
         # β as set: the pipeline applies it only in nag mode with negatives (effective_beta)
-        beta=s.beta, num_inference_steps=s.steps, mode=s.mode, seed=seed)
+        beta=s.nag_beta, num_inference_steps=s.steps, mode=s.mode, seed=seed)
     wall = time.perf_counter() - t0
     return take_row(bundle, s, job, out, text=text, order=order, version=version, seed=seed,
                     config_hash=config_hash, prompt_id=prompt_id, started=started, wall=wall,
@@ -379,7 +379,7 @@ def take_row(bundle: LoadedBundle, s: Settings, job: dict[str, Any], out: TrackR
     sha = write_flac_atomic(path, out.waveform, bundle.sample_rate)
     return {
         "window_id": job["window_id"], "order": order, "version": version, "prompt_id": prompt_id,
-        "prompt_text": text, "seed": seed, "alpha": s.alpha, "beta": out.settings.get("beta", s.beta),
+        "prompt_text": text, "seed": seed, "alpha": s.alpha, "beta": out.settings.get("beta", s.nag_beta),
         "steps": s.steps, "mode": s.mode, "bundle_id": bundle.bundle_id,
         "weights_sha256": bundle.weights_sha256, "config_hash": config_hash,
         "stem_uri": str(path.resolve()), "stem_sha256": sha, "started_at": started,

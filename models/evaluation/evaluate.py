@@ -47,6 +47,7 @@ from models.evaluation.metrics import class_set_recall, cosine100
 from models.evaluation.sync_run import SyncItem, items_of_scene, measure_sync
 from models.evaluation.yamnet_judge import YamnetJudge
 from models.generation.bundle import load_bundle
+from models.generation.bundle_beta import resolve_beta
 from models.generation.guidance_settings import DEFAULT, ORDERS, check_alpha, check_beta, check_mode, \
     check_order, check_steps
 from models.training import foleyworld as fw
@@ -78,7 +79,8 @@ class EvalConfig:
     tracks: tuple[int, int] = (2, 3)
     steps: int = DEFAULT.steps
     alpha: float = DEFAULT.alpha
-    beta: float = DEFAULT.beta
+    # None: the bundle's declared β (models/generation/bundle_beta.py), else the paper's 1.5
+    beta: float | None = None
     yamnet: bool = True
     threads: int = 1
     sync: bool = True  # the synchronisation table (one extra track per event-driven source)
@@ -96,7 +98,8 @@ class EvalConfig:
         for o in self.orders:
             check_order(o, "order")
         check_alpha(self.alpha)
-        check_beta(self.beta)
+        if self.beta is not None:
+            check_beta(self.beta)
         check_steps(self.steps)
         for b in self.betas:
             check_beta(b, "betas")
@@ -193,6 +196,7 @@ def run_evaluation(bundle: str | Path, cfg: EvalConfig,
     import torch
 
     cfg.validate()
+    cfg = dataclasses.replace(cfg, beta=resolve_beta(cfg.beta, bundle))
     torch.set_num_threads(cfg.threads)
     t_start = time.time()
     pipe = load_bundle(bundle)

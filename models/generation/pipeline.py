@@ -36,6 +36,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from models.generation.controlnet import AudioControlNet
+from models.generation.bundle_beta import declared_beta
 from models.generation.guidance_settings import DEFAULT, GuidanceSettings
 from models.generation.mmaudio import MMAudio, PreprocessedConditions
 from models.generation.nag import nag_velocity
@@ -118,7 +119,16 @@ class StepByStepV2APipeline(DiffusionPipeline):
 
         kwargs.setdefault("local_files_only", True)
         _alias_legacy_modules(path)
-        return super().from_pretrained(str(path), **kwargs)
+        pipe = super().from_pretrained(str(path), **kwargs)
+        pipe.declared_beta = declared_beta(path)
+        return pipe
+
+    @property
+    def default_beta(self) -> float:
+        """β when a call gives none: the bundle's declared one (guidance.json, for the branch it
+        holds: models/generation/bundle_beta.py), else the paper's 1.5."""
+        declared = getattr(self, "declared_beta", None)
+        return DEFAULT.beta if declared is None else float(declared)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -252,11 +262,12 @@ class StepByStepV2APipeline(DiffusionPipeline):
     @torch.no_grad()
     def generate_track(self, video: dict[str, Any] | None, duration: float, prompt: str,
                        negative_audio: np.ndarray | None = None, negative_prompts: Sequence[str] = (),
-                       alpha: float = DEFAULT.alpha, beta: float = DEFAULT.beta,
+                       alpha: float = DEFAULT.alpha, beta: float | None = None,
                        num_inference_steps: int = DEFAULT.steps, mode: str = DEFAULT.mode, seed: int = 0,
                        negative_sources: Sequence[str] | None = None) -> TrackResult:
-        """One track against ``negative_audio`` (the audio that already exists, or None)."""
-        guidance = GuidanceSettings(alpha=alpha, beta=beta, steps=num_inference_steps, mode=mode)
+        """One track against ``negative_audio`` (the audio that already exists, or None);
+        ``beta`` None: ``default_beta``."""
+        guidance = GuidanceSettings(alpha=alpha, beta=self.default_beta if beta is None else beta, steps=num_inference_steps, mode=mode)
         if mode == "nag" and self.controlnet is None:
             # Refused from the first track on, never downgraded to CFG.
             raise ValueError("this bundle has no controlnet (guidance model u_ψ): mode 'nag' needs one; "
@@ -294,7 +305,7 @@ class StepByStepV2APipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, video: dict[str, Any] | None = None, duration: float = 8.0, prompts: Sequence[str] = (),
                  negative_audio: np.ndarray | None = None, alpha: float = DEFAULT.alpha,
-                 beta: float = DEFAULT.beta, num_inference_steps: int = DEFAULT.steps,
+                 beta: float | None = None, num_inference_steps: int = DEFAULT.steps,
                  mode: str = DEFAULT.mode, generator: torch.Generator | None = None,
                  seeds: Sequence[int] | None = None) -> StepByStepOutput:
         """Generate ``prompts`` in order; track k is guided away from negative_audio + tracks < k.
