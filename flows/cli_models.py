@@ -112,7 +112,10 @@ def register(cli: click.Group) -> None:
     @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
                   help="torch threads (results are deterministic per seed and thread count).")
     @click.option("--steps", type=click.IntRange(1), help="Override the component's step count.")
-    @click.option("--minutes", type=float, help="Wall-time budget for `all` (default 60).")
+    @click.option("--minutes", type=float,
+                  help="Wall-time cap (none by default: every component runs its whole schedule, "
+                       "≈ 72 min for `all` at --threads 1 on a 2-core box; a capped run is not "
+                       "step-deterministic and says so in its log).")
     @click.option("--features", type=click.Path(exists=True, file_okay=False, path_type=Path),
                   help="guidance: train on features extracted from real footage "
                        "(`stepfoley extract-features`) instead of FoleyWorld; --out is then the "
@@ -144,7 +147,7 @@ def register(cli: click.Group) -> None:
             except (ValueError, OSError) as exc:
                 raise ConfigError(str(exc)) from exc
             extra = {k: v for k, v in (("t_mean", t_mean), ("pooled_cond", pooled_cond)) if v is not None}
-            result = train.train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
+            result = train.train_guidance(out, seed=seed, threads=threads, steps=steps or train.GUIDANCE_STEPS,
                                           batch=batch, minutes=minutes, features=features,
                                           grad_accum=grad_accum, **extra)
         else:

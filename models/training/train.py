@@ -3,8 +3,9 @@ of them), resumable, and the bundle assembled from them.
 
 ``all`` = base network (models/training/bundle_recipes.py) → guidance branch (same module and
 models/training/guidance.py) → ``model_index.json`` → captioner (captioner_train.py) → scorer
-(scorer_train.py) → evaluator (models/evaluation/evaluator.py). A ``--minutes`` budget for
-``all`` gives the base 45 % and the guidance branch 30 % of it. Each run's summary goes to
+(scorer_train.py) → evaluator (models/evaluation/evaluator.py). A ``--minutes`` cap for
+``all`` gives the base 62 % and the guidance branch 22 % of it (their shares of an uncapped
+run on the 2-core box: 4500 and 3000 steps, ≈ 44 and 15 of ≈ 72 min). Each run's summary goes to
 ``OUT/_runs/train_COMPONENT.json``.
 """
 
@@ -25,7 +26,7 @@ from models.evaluation.evaluator import train_evaluator
 from models.generation.controlnet import AudioControlNet
 from models.generation.mmaudio import MMAudio
 from models.generation.pipeline import StepByStepV2APipeline
-from models.training.bundle_recipes import train_base, train_guidance
+from models.training.bundle_recipes import BASE_STEPS, GUIDANCE_STEPS, train_base, train_guidance
 from models.training.captioner_train import train_captioner
 from models.training.scorer_train import train_scorer
 
@@ -47,9 +48,13 @@ def assemble_bundle(out: Path) -> Path:
     return out
 
 
-def to_half(out: Path) -> None:
-    """Store the large weight files in bfloat16 (loads back as float32 via torch_dtype)."""
-    for f in Path(out).glob("*/diffusion_pytorch_model.safetensors"):
+def to_half(out: Path, components: tuple[str, ...] = ("transformer", "controlnet")) -> None:
+    """Store the large weights of ``components`` in bfloat16 (they load back as float32 via
+    torch_dtype): the two networks, 21 of the bundle's 22 MB; the small text encoder and video
+    features stay float32."""
+    for f in (Path(out) / c / "diffusion_pytorch_model.safetensors" for c in components):
+        if not f.is_file():
+            continue
         sd = load_file(f)
         save_file({k: (v.to(torch.bfloat16) if v.is_floating_point() and v.numel() > 4096 else v)
                    for k, v in sd.items()}, f)
@@ -71,12 +76,12 @@ def train_component(component: str, out: Path, *, seed: int = 0, threads: int = 
     results: dict[str, Any] = {}
     t0 = time.time()
     if component in ("base", "all"):
-        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or 3000,
-                                     minutes=(minutes * 0.45 if minutes and component == "all" else minutes),
+        results["base"] = train_base(out, seed=seed, threads=threads, steps=steps or BASE_STEPS,
+                                     minutes=(minutes * 0.62 if minutes and component == "all" else minutes),
                                      quiet=quiet, **base_kw)
     if component in ("guidance", "all"):
-        results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or 3000,
-                                             minutes=(minutes * 0.3 if minutes and component == "all" else minutes),
+        results["guidance"] = train_guidance(out, seed=seed, threads=threads, steps=steps or GUIDANCE_STEPS,
+                                             minutes=(minutes * 0.22 if minutes and component == "all" else minutes),
                                              quiet=quiet, **guid_kw)
     if component in ("base", "guidance", "all") and (out / "controlnet").is_dir() and (out / "transformer").is_dir():
         assemble_bundle(out)
