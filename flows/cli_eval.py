@@ -13,7 +13,9 @@ from models.generation.guidance_settings import DEFAULT
 from tasks.config import ConfigError
 
 CTX = {"help_option_names": ["-h", "--help"]}
-QUICK = {"scenes": 4, "betas": "0,1.5", "orders": "descending", "tracks": "2..2", "steps": 6}
+# --quick: NAG at the method comparison's β only (the bundle's declared one unless --beta), no
+# further β sweep (0 is the independent condition).
+QUICK = {"scenes": 4, "betas": "0", "orders": "descending", "tracks": "2..2", "steps": 6}
 
 
 def _seed_range(text: str) -> range:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from models.generation.bundle_beta import resolve_beta
+from tasks.config import DEFAULT_BUNDLE
 from tests.flows.test_cli import run
 
 
@@ -22,7 +24,9 @@ def test_eval_quick_writes_a_well_formed_report(tmp_path: Path) -> None:
     s = raw["summary"]
     assert s["judges"] == ["evaluator", "yamnet"]
     conds = s["config"]["conditions"]
-    assert conds == ["independent(descending)", "negative_text(descending)", "nag(β=1.5, descending)"]
+    # NAG at the shipped bundle's declared β (guidance.json), the only β of --quick
+    beta = resolve_beta(None, DEFAULT_BUNDLE)
+    assert conds == ["independent(descending)", "negative_text(descending)", f"nag(β={beta:g}, descending)"]
     # 4 scenes × 2 sources: track 2 is scored under each of the 3 conditions.
     assert len(raw["tracks"]) == 4 * 3 and len(raw["mixes"]) == 4 * 3
     scenes = {t["scene"] for t in raw["tracks"]}
