@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from models.generation.bundle_beta import declared_beta
 from models.generation.guidance_settings import DEFAULT, GuidanceError, GuidanceSettings, \
     check_seed, effective_beta
 from tasks import runs
@@ -58,7 +59,8 @@ def test_settings_from_overrides_and_flow_parameters_refuse(field: str, value: o
 
 def test_settings_defaults_come_from_the_home_and_replace_validates() -> None:
     s = Settings()
-    assert s.guidance == GuidanceSettings()
+    # β: the shipped bundle's declared one (guidance.json), the rest the guidance home's defaults
+    assert s.beta is None and s.guidance == dataclasses.replace(GuidanceSettings(), beta=declared_beta(s.bundle))
     assert dataclasses.replace(s, beta="2").beta == 2.0
     with pytest.raises(ConfigError, match="beta"):
         dataclasses.replace(s, beta=float("nan"))
@@ -67,7 +69,9 @@ def test_settings_defaults_come_from_the_home_and_replace_validates() -> None:
     with pytest.raises(ConfigError, match="unknown setting betta"):
         runs.resolve_settings({"betta": 1.0})
     # Valid JSON settings round-trip unchanged: the generation hash (and every derived seed) stays.
-    assert runs.as_settings(s.to_json()).generation_hash() == s.generation_hash() == "fa81c8bc8c08317a"
+    assert runs.as_settings(s.to_json()).generation_hash() == s.generation_hash() == "dfb7c4aca7aedfbe"
+    # the declared β 1.0 is the only change from the paper's defaults (their hash before it)
+    assert dataclasses.replace(s, beta=1.5).generation_hash() == "fa81c8bc8c08317a"
 
 
 @pytest.mark.parametrize("var, raw", [("STEPFOLEY_BETA", "nan"), ("STEPFOLEY_ALPHA", "inf"),
