@@ -60,10 +60,32 @@ def branch_sha256(bundle: str | Path) -> str | None:
     return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def declared_beta(bundle: str | Path) -> float | None:
     """The β ``bundle`` declares for the branch it holds, or None (no declaration, or one for
     another branch). A declaration that is not valid JSON or whose β is out of range raises
-    GuidanceError naming the file: a broken bundle is reported, not silently run at 1.5."""
+    GuidanceError naming the file: a broken bundle is reported, not silently run at 1.5.
+
+    Every Settings construction asks (tasks/config.py), so the answer is kept per process while
+    the declaration and the branch file are unchanged: two stat calls, and a void declaration
+    warns once, not once per task."""
+    root = Path(bundle)
+    decl = _stat(root / DECLARATION)
+    if decl is None:
+        return None
+    return _declared(str(root.resolve()), decl, _stat(root / BRANCH_WEIGHTS))
+
+
+@functools.lru_cache(maxsize=16)
+def _declared(bundle: str, decl: tuple[int, int, int],
+              branch: tuple[int, int, int] | None) -> float | None:
     path = Path(bundle) / DECLARATION
     try:
         text = path.read_text()

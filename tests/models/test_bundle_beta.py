@@ -16,7 +16,12 @@ import torch
 from models.demo_family.codec import MelCodec
 from models.demo_family.features import TextEncoder, VideoFeatures, build_tokenizer
 from models.generation.bundle import load_bundle
-from models.generation.bundle_beta import DECLARATION, branch_sha256, declared_beta, resolve_beta
+from models.generation.bundle_beta import (
+    DECLARATION,
+    branch_sha256,
+    declared_beta,
+    resolve_beta,
+)
 from models.generation.controlnet import AudioControlNet
 from models.generation.guidance_settings import GuidanceError
 from models.generation.mmaudio import MMAudio
@@ -65,6 +70,10 @@ def test_the_declaration_counts_only_for_the_branch_it_was_measured_on(bundle: P
     with caplog.at_level(logging.WARNING, logger="stepfoley.bundle_beta"):
         assert declared_beta(other) is None and resolve_beta(None, other) == 1.5
     assert "ignoring" in caplog.text and "0.75" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stepfoley.bundle_beta"):
+        assert declared_beta(other) is None  # asked again (every Settings does): warned once
+    assert "ignoring" not in caplog.text
 
 
 @pytest.mark.parametrize("record, words", [("{not json", "is not a"), ({"b": 1}, "is not a"),
