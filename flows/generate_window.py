@@ -38,7 +38,8 @@ from tasks.prefect_tasks import (
     generate_windows_local_task,
     gpu_window_task,
 )
-from tasks.window_lease import lease_expired, lease_path, queue_lost_at
+from tasks.batch_liveness import batch_verdict
+from tasks.window_lease import lease_path, queue_lost_at
 
 AGENTS = "agents"
 # A window's lease outlives its agent's last renewal by this much (tasks/window_lease.py); a
@@ -155,8 +156,9 @@ def window_batches(jobs: list[dict[str, Any]], size: int) -> list[list[dict[str,
 def wait_for_agents(batches: list[list[dict[str, Any]]], settings: dict[str, Any]) -> None:
     """Defer all the batches of windows to the GPU agents, then wait until each has ended.
 
-    A batch whose agent died (a lease of one of its windows lapsed, tasks/window_lease.py) is
-    marked Crashed and dispatched again as the same windows, up to MAX_DISPATCHES times; a
+    A batch whose agent died (a lease of one of its windows lapsed, whatever state the server
+    recorded for its run; the verdict is tasks/batch_liveness.py's) is marked Crashed and
+    dispatched again as the same windows, up to MAX_DISPATCHES times; a
     batch that fails (its agent cannot load the model: ModelLoadError; one of its windows
     fails: the others are generated, tasks/generate.py) raises with the agent's reason once the
     other batches have ended, so the asset fails with that reason and the backfill goes on with
@@ -180,39 +182,35 @@ def wait_for_agents(batches: list[list[dict[str, Any]]], settings: dict[str, Any
                      lost: float | None) -> None:
         w = slots[i]
         name = f"window {batch_label(w['jobs'])}"
-        run = runs.get(w["future"].task_run_id)
+        run_id = w["future"].task_run_id
+        run = runs.get(run_id)
         state = run.state if run else None
-        if state is None:
-            return
         leases = [lease_path(data_dir, k) for k in w["keys"]]
-        if state.is_completed():
+        verdict = batch_verdict(
+            state.type.value if state else None,
+            state.timestamp.timestamp() if state and state.timestamp else None,
+            leases, LEASE_TTL_S, w["at"], lost, time.time())
+        if verdict.kind == "alive":
+            return
+        if verdict.kind == "done":
             del slots[i]
-        elif state.is_final():
+        elif verdict.kind == "failed":
             errors.append(f"{name}: {state.name}: {state.message}")
             del slots[i]
-        elif state.is_scheduled():
-            # queued (or waiting to retry): nobody's yet, unless the queue it was in died
-            if lost is None or w["at"] >= lost or any(p.exists() for p in leases):
-                return
+        elif verdict.kind == "requeue":
             slots[i] = dispatch(w["jobs"])  # first: an API error here changes nothing
-            _crash(run.id, "the Prefect server's queue was lost (a restart); deferred again")
-        else:
-            # PENDING or RUNNING: an agent took it; its leases say whether that agent lives.
-            since = state.timestamp.timestamp() if state.timestamp else None
-            why = next((r for r in (lease_expired(p, since, LEASE_TTL_S) for p in leases)
-                        if r is not None), None)
-            if why is None:
-                return
+            _crash(run_id, f"{verdict.why}; deferred again")
+        else:  # dead: the agent that had it is gone
             if dispatches[i] >= MAX_DISPATCHES:
-                _crash(run.id, f"GPU agent lost: {why}; given up")
-                errors.append(f"{name}: {dispatches[i]} agents lost it ({why})")
+                _crash(run_id, f"GPU agent lost: {verdict.why}; given up")
+                errors.append(f"{name}: {dispatches[i]} agents lost it ({verdict.why})")
                 del slots[i]
                 return
             slots[i] = dispatch(w["jobs"])
             dispatches[i] += 1
             for p in leases:
                 p.unlink(missing_ok=True)  # the dead agent's
-            _crash(run.id, f"GPU agent lost: {why}; batch dispatched again")
+            _crash(run_id, f"GPU agent lost: {verdict.why}; batch dispatched again")
 
     dispatches = {i: 1 for i in range(len(batches))}
     undispatched = list(range(len(batches)))

@@ -9,9 +9,10 @@ window, under a key the caller chose for that dispatch:
 written at start and renewed every ttl/3 by one heartbeat thread for the batch (temp file +
 rename, so a reader sees the old or the new record, never half of one), removed when the batch
 ends. Prefect records no liveness for task runs: an agent killed mid-window leaves its run
-RUNNING forever. The caller waiting for the batch therefore reads its leases: a run still
-RUNNING with a lease expired (or never written within ttl of starting) belongs to a dead
-agent, and the batch is dispatched again, as the same windows; the new attempt resumes from
+RUNNING forever (or SCHEDULED, when its state events died with it). The caller waiting for
+the batch therefore reads its leases (tasks/batch_liveness.py): a lease expired, whatever the
+run's recorded state, belongs to a dead agent, and the batch is dispatched again, as the same
+windows; the new attempt resumes from
 the tracks already recorded (tasks/generate.py), so the result is the same as an
 uninterrupted run. The recovery time is
 bounded by ttl (+ one caller poll), not by a person.
@@ -89,23 +90,18 @@ def hold_leases(paths: Sequence[Path], ttl_s: float,
             path.unlink(missing_ok=True)
 
 
-def lease_expired(path: Path, running_since: float | None, ttl_s: float,
-                  now: float | None = None) -> str | None:
-    """Why the run holding ``path`` is presumed dead, or None while it is alive.
-
-    ``running_since``: when the run entered RUNNING (epoch seconds), None if it has not."""
-    now = time.time() if now is None else now
+def lease_record(path: Path) -> dict[str, Any] | None:
+    """The lease at ``path`` as last written, None when there is none; ``{}`` when it cannot
+    be read right now (an agent on another host replacing it over a network file system:
+    read again at the next poll). Whether it has lapsed is the caller's verdict
+    (tasks/batch_liveness.py)."""
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
-        if running_since is not None and now - running_since > ttl_s:
-            return f"running for {now - running_since:.0f} s without a lease"
         return None
     except (OSError, ValueError):
-        return None  # being replaced right now: read again at the next poll
-    if float(record.get("expires_at", 0)) < now:
-        return f"lease of {record.get('owner')} expired {now - float(record['expires_at']):.0f} s ago"
-    return None
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 # --- server outages, as the agents saw them -------------------------------------------------

@@ -91,3 +91,58 @@ def start_backfill(info: dict, state: Path, params: dict) -> str:
                                 "PREFECT_HOME": str(state / "prefect-home")})
     assert "FLOW_RUN" in start.stdout, start.stdout + start.stderr
     return start.stdout.split("FLOW_RUN", 1)[1].split()[0]
+
+
+def stack_diagnosis(info: dict, state: Path) -> str:
+    """Why a run on a stack went wrong, for an assertion message: the assets' states and
+    errors, the failure rows, every task run's name and state (Prefect's view of the windows),
+    the leases held, and the tails of the agents', workers' and server's logs. Best effort:
+    each part that cannot be read says so instead."""
+    import json
+
+    parts: list[str] = []
+    data = Path(info["data_dir"])
+    url = info.get("db_url") or f"sqlite:///{data / 'stepfoley.db'}"
+    try:
+        from sqlalchemy import select
+
+        from sql.schema import Asset, Failure
+        from sql.session import make_engine, session_scope
+
+        with session_scope(make_engine(url)) as s:
+            parts.append(f"assets {s.execute(select(Asset.uri, Asset.status, Asset.error)).all()}")
+            parts.append("failures "
+                         f"{s.execute(select(Failure.stage, Failure.error_class, Failure.message)).all()}")
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure it explains
+        parts.append(f"database unreadable: {exc!r}")
+    code = ("from prefect import get_client\n"
+            "with get_client(sync_client=True) as c:\n"
+            "    for r in sorted(c.read_task_runs(limit=200), key=lambda r: str(r.created)):\n"
+            "        st = r.state\n"
+            "        print(r.created, r.name, st.type.value if st else None,"
+            " st.timestamp if st else None, (st.message or '')[:200] if st else '')\n")
+    try:
+        runs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PREFECT_API_URL": info["api_url"],
+                                   "PREFECT_HOME": str(state / "prefect-home")})
+        parts.append("task runs\n" + runs.stdout[-4000:] + runs.stderr[-1000:])
+    except Exception as exc:  # noqa: BLE001
+        parts.append(f"task runs unreadable: {exc!r}")
+    leases = data / "leases"
+    held = sorted(p for p in leases.rglob("*.json")) if leases.is_dir() else []
+    parts.append("leases " + json.dumps({str(p.relative_to(leases)): p.read_text(errors="replace")
+                                         for p in held if p.exists()}))
+    for p in sorted((state / "logs").glob("*.log")):
+        if p.name != "deploy.log":
+            parts.append(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}")
+    return "\n".join(parts)
+
+
+def start_spare_agent(info: dict, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A GPU agent started the way the stack starts its agent-0 (its launch spec in pids.json:
+    command and environment), logging to ``log``: the replacement a test brings up after it
+    killed an agent. ``env``: the environment the stack was started with."""
+    spec = info["launch"]["agent-0"]
+    return subprocess.Popen(list(spec["cmd"]), env={**env, **spec["env"]},
+                            cwd=Path(__file__).resolve().parents[2], stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)

@@ -26,11 +26,11 @@ import soundfile as sf
 from sqlalchemy import select
 
 from flows.generate_window import window_batches
-from sql.schema import Asset, Failure, SceneWindow, Track
+from sql.schema import SceneWindow, Track
 from sql.session import make_engine, session_scope
 from tasks import asset_stages
 from tasks.config import load_settings
-from tests.flows.conftest import make_library, stepfoley
+from tests.flows.conftest import make_library, stack_diagnosis, start_spare_agent, stepfoley
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,17 +160,6 @@ def _stems(url: str) -> list[tuple]:
                                        Track.stem_sha256)).all())
 
 
-def _why(url: str, state: Path) -> str:
-    """What a run that left the wrong tracks recorded: the assets' states and failures, the
-    tails of the agents' and the cpu worker's logs."""
-    with session_scope(make_engine(url)) as s:
-        assets = s.execute(select(Asset.uri, Asset.status, Asset.error)).all()
-        failures = s.execute(select(Failure.stage, Failure.error_class, Failure.message)).all()
-    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-2500:]}"
-                   for p in sorted((state / "logs").glob("*.log")) if p.name != "deploy.log")
-    return f"assets {assets}\nfailures {failures}{logs}"
-
-
 @pytest.mark.heavy
 @pytest.mark.server
 @pytest.mark.timeout(1200)
@@ -211,20 +200,16 @@ def test_a_killed_agents_batch_is_redone_as_the_embedded_batched_run(
         leases = data / "leases"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and len(list(leases.glob("*.json")) if leases.is_dir() else []) < 2:
-            time.sleep(0.05)
+            time.sleep(0.001)  # kill the moment it holds both: see test_gpu_agent_faults.py
         held = [json.loads(p.read_text()) for p in leases.glob("*.json")]
         assert len(held) == 2 and {h["batch"] for h in held} == {2}, held  # one lease per window
         os.kill(info["agent-0"], signal.SIGKILL)
-        agent_env = {**env, "PREFECT_API_URL": info["api_url"],
-                     "PREFECT_HOME": str(state / "prefect-home"), "STEPFOLEY_DATA_DIR": str(data),
-                     "PREFECT_LOCAL_STORAGE_PATH": str(data / "prefect-storage")}
-        spare = subprocess.Popen([sys.executable, "-m", "flows.gpu_agent"], env=agent_env, cwd=REPO,
-                                 stdout=open(state / "logs" / "agent-spare.log", "wb"),
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        spare = start_spare_agent(info, env, state / "logs" / "agent-spare.log")
         out, _ = run.communicate(timeout=600)
-        assert "STATE COMPLETED" in out, out[-3000:]
+        assert "STATE COMPLETED" in out, out[-3000:] + stack_diagnosis(info, state)
         url = f"sqlite:///{data / 'stepfoley.db'}"
-        assert _stems(url) == ref, _why(url, state)  # byte-identical, no duplicate rows
+        # byte-identical, no duplicate rows
+        assert _stems(url) == ref, stack_diagnosis(info, state)
         assert not list((data / "stems").rglob("*.tmp")) and not list(leases.glob("*.json"))
         assert "stepfoley-window-timing" in (state / "logs" / "agent-spare.log").read_text()
     finally:

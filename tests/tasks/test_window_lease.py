@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.window_lease import (agents_dir, hold_lease, lease_expired, lease_path, owner_name,
+from tasks.window_lease import (agents_dir, hold_lease, lease_path, lease_record, owner_name,
                                 queue_lost_at, record_reconnect)
 
 
@@ -19,21 +19,21 @@ def test_a_held_lease_is_renewed_and_dropped(tmp_path: Path) -> None:
         first = json.loads(path.read_text())["expires_at"]
         time.sleep(0.5)  # past ttl/3: renewed at least once
         assert json.loads(path.read_text())["expires_at"] > first
-        assert lease_expired(path, running_since=time.time() - 100, ttl_s=0.6) is None
-    assert not path.exists()
+        record = lease_record(path)
+        assert record is not None and record["expires_at"] > time.time()
+    assert not path.exists() and lease_record(path) is None
 
 
-def test_a_lapsed_or_missing_lease_means_a_dead_agent(tmp_path: Path) -> None:
+def test_a_lease_reads_as_written_missing_or_unreadable(tmp_path: Path) -> None:
     path = lease_path(tmp_path, "k2")
+    assert lease_record(path) is None  # no leases dir at all
     path.parent.mkdir(parents=True)
-    now = time.time()
-    path.write_text(json.dumps({"owner": "host:123", "expires_at": now - 5}))
-    assert "host:123" in (lease_expired(path, now - 60, 30.0, now=now) or "")
-    path.unlink()
-    # no lease yet: give a starting agent ttl to write one
-    assert lease_expired(path, now - 10, 30.0, now=now) is None
-    assert "without a lease" in (lease_expired(path, now - 31, 30.0, now=now) or "")
-    assert lease_expired(path, None, 30.0, now=now) is None
+    path.write_text(json.dumps({"owner": "host:123", "expires_at": 5.0}))
+    assert lease_record(path) == {"owner": "host:123", "expires_at": 5.0}
+    path.write_text('{"owner": "h:1", "expi')  # half a record (a network file system)
+    assert lease_record(path) == {}
+    path.write_text("[1, 2]")  # not a record at all
+    assert lease_record(path) == {}
 
 
 def test_the_lease_record_names_its_owner_at_the_documented_path(tmp_path: Path) -> None:
@@ -66,22 +66,6 @@ def test_renewal_comes_every_third_of_the_ttl(tmp_path: Path) -> None:
                 pass
     # a timed wait never returns early, so the first renewal is at least ttl/3 after the start
     assert ttl / 3 - 0.02 <= renewed - first < 5
-
-
-def test_the_expiry_rule_at_its_edges(tmp_path: Path) -> None:
-    path = lease_path(tmp_path, "k5")
-    path.parent.mkdir(parents=True)
-    now = 1000.0  # an explicit clock, far from the real one
-    assert lease_expired(path, running_since=970.0, ttl_s=30.0, now=now) is None  # exactly ttl
-    assert lease_expired(path, running_since=969.0, ttl_s=30.0, now=now) == "running for 31 s without a lease"
-    path.write_text(json.dumps({"owner": "h:1", "expires_at": now}))
-    assert lease_expired(path, 0.0, 30.0, now=now) is None  # expires at now: not yet lapsed
-    path.write_text(json.dumps({"owner": "h:1", "expires_at": now - 2}))
-    assert lease_expired(path, 0.0, 30.0, now=now) == "lease of h:1 expired 2 s ago"
-    path.write_text(json.dumps({"owner": "h:1", "expires_at": now + 2}))
-    assert lease_expired(path, 0.0, 30.0, now=now) is None
-    path.write_text('{"owner": "h:1", "expi')  # half a record: read again at the next poll
-    assert lease_expired(path, 0.0, 30.0, now=now) is None
 
 
 def test_the_record_says_which_window_and_keeps_saying_it(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""Is a deferred batch of windows still somebody's? The caller's verdict on one dispatch.
+
+A caller that deferred a batch to the GPU agents (flows/generate_window.py) sees two things
+about it: the task run's state *as the Prefect server recorded it*, and the batch's leases in
+the shared data dir (tasks/window_lease.py), written by the agent that runs it. They are not
+equally fresh. An agent reports its task run's states as events, sent by a background thread
+and recorded by the server asynchronously; an agent killed right after it started a batch
+takes its unsent PENDING/RUNNING events with it, and the server records that run as SCHEDULED
+for ever, though it was delivered and acknowledged (it is in no queue any more). The lease is
+written by the agent itself before any work, so it is the ground truth of "an agent took it".
+
+The verdict, first rule that applies:
+
+1. the run is COMPLETED → ``done``; another final state → ``failed`` (its message says why);
+2. a lease of the batch exists: lapsed → ``dead`` (whatever the recorded state); alive →
+   ``alive``;
+3. no lease, SCHEDULED: queued, or waiting to retry → ``alive``; unless the server's queue
+   was lost after the dispatch (a restart, ``lost_at``) → ``requeue`` (deferred again, not a
+   lost agent);
+4. no lease, PENDING or RUNNING for longer than ``no_lease_grace_s`` (the agent died between
+   taking the run and writing its lease, or the run went on through a server outage and its
+   end was never recorded) → ``dead``; before that → ``alive``;
+5. the run is not found at all (an agent deletes a delivered run it cannot submit, e.g. its
+   parameters are unreadable: Prefect's ``delete_failed_submissions``), for longer than
+   ``no_lease_grace_s`` since the dispatch → ``dead``.
+
+The grace of rule 4 is not the lease TTL: between a run's PENDING and the first line of the
+batch, a fresh agent process sets up its first task run (engine, result store, the caller's
+context), which on a loaded 2-core machine takes seconds; a false "dead" costs a dispatch
+(MAX_DISPATCHES of them fail the asset), a late one only delays a rare recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.window_lease import lease_record
+
+# Rule 4 and 5's grace is at least this, and at least twice the lease TTL.
+MIN_NO_LEASE_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # "done" | "failed" | "alive" | "dead" | "requeue"
+    why: str = ""
+
+
+def no_lease_grace_s(ttl_s: float) -> float:
+    return max(2.0 * ttl_s, MIN_NO_LEASE_GRACE_S)
+
+
+def batch_verdict(state_type: str | None, state_since: float | None, leases: Sequence[Path],
+                  ttl_s: float, dispatched_at: float,
+                  lost_at: float | None, now: float) -> Verdict:
+    """The verdict on one dispatch (see module). ``state_type``: the recorded state's type
+    (``"COMPLETED"``, ``"RUNNING"``, ...) or None when the run is not found; ``state_since``:
+    when that state began (epoch s); ``lost_at``: the latest loss of the server's queue."""
+    if state_type == "COMPLETED":
+        return Verdict("done")
+    if state_type in ("FAILED", "CRASHED", "CANCELLED"):
+        return Verdict("failed")  # the reason is the state's message
+    grace = no_lease_grace_s(ttl_s)
+    records = [(p, lease_record(p)) for p in leases]
+    held = [(p, r) for p, r in records if r is not None]
+    if held:
+        for _p, r in held:
+            if "expires_at" not in r:
+                continue  # unreadable right now: read again at the next poll
+            expires = float(r["expires_at"])
+            if expires < now:
+                return Verdict("dead", f"lease of {r.get('owner')} expired {now - expires:.0f} s ago"
+                               f" (run recorded {state_type or 'missing'})")
+        return Verdict("alive")
+    if state_type is None:
+        if now - dispatched_at > grace:
+            return Verdict("dead", f"its task run is gone ({now - dispatched_at:.0f} s after the"
+                           " dispatch; an agent deletes a run it cannot submit: see its log)")
+        return Verdict("alive")
+    if state_type == "SCHEDULED":
+        if lost_at is not None and dispatched_at < lost_at:
+            return Verdict("requeue", "the Prefect server's queue was lost (a restart)")
+        return Verdict("alive")
+    if state_since is not None and now - state_since > grace:
+        return Verdict("dead", f"{state_type} for {now - state_since:.0f} s without a lease")
+    return Verdict("alive")
