@@ -186,10 +186,15 @@ def wait_for_agents(batches: list[list[dict[str, Any]]], settings: dict[str, Any
         run = runs.get(run_id)
         state = run.state if run else None
         leases = [lease_path(data_dir, k) for k in w["keys"]]
+        now = time.time()
+        if any(p.exists() for p in leases):
+            w["lease_seen"], w["lease_gone"] = True, None
+        elif w.get("lease_seen") and w.get("lease_gone") is None:
+            w["lease_gone"] = now
         verdict = batch_verdict(
             state.type.value if state else None,
             state.timestamp.timestamp() if state and state.timestamp else None,
-            leases, LEASE_TTL_S, w["at"], lost, time.time())
+            leases, LEASE_TTL_S, w["at"], lost, now, w.get("lease_gone"))
         if verdict.kind == "alive":
             return
         if verdict.kind == "done":

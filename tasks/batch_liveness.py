@@ -14,17 +14,21 @@ The verdict, first rule that applies:
 1. the run is COMPLETED → ``done``; another final state → ``failed`` (its message says why);
 2. a lease of the batch exists: lapsed → ``dead`` (whatever the recorded state); alive →
    ``alive``;
-3. no lease, SCHEDULED: queued, or waiting to retry → ``alive``; unless the server's queue
+3. no lease any more, but one was seen for this dispatch (the agent released it) and the run
+   is still not recorded as ended ``no_lease_grace_s`` later: its end event was lost (the agent
+   was killed right after the batch, or the server restarted) → ``dead``; dispatched again, the
+   batch finds its tracks recorded and only reads them back;
+4. no lease, SCHEDULED: queued, or waiting to retry → ``alive``; unless the server's queue
    was lost after the dispatch (a restart, ``lost_at``) → ``requeue`` (deferred again, not a
    lost agent);
-4. no lease, PENDING or RUNNING for longer than ``no_lease_grace_s`` (the agent died between
+5. no lease, PENDING or RUNNING for longer than ``no_lease_grace_s`` (the agent died between
    taking the run and writing its lease, or the run went on through a server outage and its
    end was never recorded) → ``dead``; before that → ``alive``;
-5. the run is not found at all (an agent deletes a delivered run it cannot submit, e.g. its
+6. the run is not found at all (an agent deletes a delivered run it cannot submit, e.g. its
    parameters are unreadable: Prefect's ``delete_failed_submissions``), for longer than
    ``no_lease_grace_s`` since the dispatch → ``dead``.
 
-The grace of rule 4 is not the lease TTL: between a run's PENDING and the first line of the
+The grace of rules 3, 5 and 6 is not the lease TTL: between a run's PENDING and the first line of the
 batch, a fresh agent process sets up its first task run (engine, result store, the caller's
 context), which on a loaded 2-core machine takes seconds; a false "dead" costs a dispatch
 (MAX_DISPATCHES of them fail the asset), a late one only delays a rare recovery.
@@ -38,7 +42,7 @@ from pathlib import Path
 
 from tasks.window_lease import lease_record
 
-# Rule 4 and 5's grace is at least this, and at least twice the lease TTL.
+# The grace of rules 3, 5 and 6 is at least this, and at least twice the lease TTL.
 MIN_NO_LEASE_GRACE_S = 30.0
 
 
@@ -53,11 +57,13 @@ def no_lease_grace_s(ttl_s: float) -> float:
 
 
 def batch_verdict(state_type: str | None, state_since: float | None, leases: Sequence[Path],
-                  ttl_s: float, dispatched_at: float,
-                  lost_at: float | None, now: float) -> Verdict:
+                  ttl_s: float, dispatched_at: float, lost_at: float | None, now: float,
+                  lease_gone_since: float | None = None) -> Verdict:
     """The verdict on one dispatch (see module). ``state_type``: the recorded state's type
     (``"COMPLETED"``, ``"RUNNING"``, ...) or None when the run is not found; ``state_since``:
-    when that state began (epoch s); ``lost_at``: the latest loss of the server's queue."""
+    when that state began (epoch s); ``lost_at``: the latest loss of the server's queue;
+    ``lease_gone_since``: when the caller first found gone a lease it had seen for this
+    dispatch (None if it never saw one, or sees it now)."""
     if state_type == "COMPLETED":
         return Verdict("done")
     if state_type in ("FAILED", "CRASHED", "CANCELLED"):
@@ -74,6 +80,9 @@ def batch_verdict(state_type: str | None, state_since: float | None, leases: Seq
                 return Verdict("dead", f"lease of {r.get('owner')} expired {now - expires:.0f} s ago"
                                f" (run recorded {state_type or 'missing'})")
         return Verdict("alive")
+    if lease_gone_since is not None and now - lease_gone_since > grace:
+        return Verdict("dead", f"its lease was released {now - lease_gone_since:.0f} s ago and the run"
+                       f" is still recorded {state_type or 'missing'} (its end was never recorded)")
     if state_type is None:
         if now - dispatched_at > grace:
             return Verdict("dead", f"its task run is gone ({now - dispatched_at:.0f} s after the"

@@ -26,7 +26,6 @@ decoded and dropped, so a window's frames do not depend on where decoding began.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import av

@@ -103,3 +103,18 @@ def test_a_held_lease_keeps_its_batch_alive(tmp_path: Path, state: str) -> None:
         v = batch_verdict(state, time.time() - 1000, [path], 60.0, time.time() - 1000,
                           time.time() - 10, time.time())
     assert v.kind == "alive"
+
+
+def test_a_released_lease_with_no_recorded_end_is_redone_after_the_grace(tmp_path: Path) -> None:
+    # the agent finished (its lease removed) but its end event never reached the server
+    none = _lease(tmp_path, "a", None)
+    grace = no_lease_grace_s(TTL)
+    for state in ("SCHEDULED", "PENDING", "RUNNING"):  # (a missing run: its own rule)
+        v = batch_verdict(state, None, [none], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - grace)
+        assert v.kind == "alive", state
+        v = batch_verdict(state, None, [none], TTL, NOW - 1000, None, NOW,
+                          lease_gone_since=NOW - grace - 2)
+        assert v.kind == "dead" and "released" in v.why and "never recorded" in v.why, state
+    # a recorded end wins
+    v = batch_verdict("COMPLETED", None, [none], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - 500)
+    assert v.kind == "done"
