@@ -14,10 +14,12 @@ The verdict, first rule that applies:
 1. the run is COMPLETED → ``done``; another final state → ``failed`` (its message says why);
 2. a lease of the batch exists: lapsed → ``dead`` (whatever the recorded state); alive →
    ``alive``;
-3. no lease any more, but one was seen for this dispatch (the agent released it) and the run
-   is still not recorded as ended ``no_lease_grace_s`` later: its end event was lost (the agent
-   was killed right after the batch, or the server restarted) → ``dead``; dispatched again, the
-   batch finds its tracks recorded and only reads them back;
+3. no lease any more, but the caller saw one for this dispatch (the agent released it): the
+   run's end is on its way → ``alive``, whatever the state says (a batch that ran long is
+   RUNNING since long before); still not recorded as ended ``no_lease_grace_s`` after the
+   release, its end event was lost (the agent was killed right after the batch, or the server
+   restarted) → ``dead``; dispatched again, the batch finds its tracks recorded and only reads
+   them back;
 4. no lease, SCHEDULED: queued, or waiting to retry → ``alive``; unless the server's queue
    was lost after the dispatch (a restart, ``lost_at``) → ``requeue`` (deferred again, not a
    lost agent);
@@ -28,8 +30,8 @@ The verdict, first rule that applies:
    parameters are unreadable: Prefect's ``delete_failed_submissions``), for longer than
    ``no_lease_grace_s`` since the dispatch → ``dead``.
 
-The grace of rules 3, 5 and 6 is not the lease TTL: between a run's PENDING and the first line of the
-batch, a fresh agent process sets up its first task run (engine, result store, the caller's
+The grace of rules 3, 5 and 6 is not the lease TTL: between a run's PENDING and the first line
+of the batch, a fresh agent process sets up its first task run (engine, result store, the caller's
 context), which on a loaded 2-core machine takes seconds; a false "dead" costs a dispatch
 (MAX_DISPATCHES of them fail the asset), a late one only delays a rare recovery.
 """
@@ -80,9 +82,12 @@ def batch_verdict(state_type: str | None, state_since: float | None, leases: Seq
                 return Verdict("dead", f"lease of {r.get('owner')} expired {now - expires:.0f} s ago"
                                f" (run recorded {state_type or 'missing'})")
         return Verdict("alive")
-    if lease_gone_since is not None and now - lease_gone_since > grace:
-        return Verdict("dead", f"its lease was released {now - lease_gone_since:.0f} s ago and the run"
-                       f" is still recorded {state_type or 'missing'} (its end was never recorded)")
+    if lease_gone_since is not None:
+        if now - lease_gone_since > grace:
+            return Verdict("dead", f"its lease was released {now - lease_gone_since:.0f} s ago and"
+                           f" the run is still recorded {state_type or 'missing'} (its end was"
+                           " never recorded)")
+        return Verdict("alive")
     if state_type is None:
         if now - dispatched_at > grace:
             return Verdict("dead", f"its task run is gone ({now - dispatched_at:.0f} s after the"

@@ -118,3 +118,15 @@ def test_a_released_lease_with_no_recorded_end_is_redone_after_the_grace(tmp_pat
     # a recorded end wins
     v = batch_verdict("COMPLETED", None, [none], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - 500)
     assert v.kind == "done"
+
+
+def test_the_moment_between_a_released_lease_and_the_recorded_end_is_not_a_death(tmp_path: Path) -> None:
+    # a batch that ran for minutes: RUNNING since long before; its agent just dropped the lease
+    # and its COMPLETED event is on its way. Not "RUNNING for minutes without a lease".
+    none = _lease(tmp_path, "a", None)
+    for state in ("RUNNING", "PENDING"):
+        v = batch_verdict(state, NOW - 600, [none], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
+        assert v.kind == "alive", state
+    # a vanished run whose lease was seen: the same grace from the release, not from the dispatch
+    v = batch_verdict(None, None, [none], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
+    assert v.kind == "alive"
