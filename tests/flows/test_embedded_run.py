@@ -260,7 +260,7 @@ def test_crash_resume_matches_uninterrupted_run(backend: str, request, tmp_path:
 
 
 @pytest.mark.postgres
-@pytest.mark.slow
+@pytest.mark.heavy  # 62 s: with the heavy suites (CI), for the default run's 15 minutes
 def test_database_outage_mid_run_retries_and_loses_nothing(request, tmp_path: Path, tiny_bundle: Path,
                                                            demo_footage: Path) -> None:
     """PostgreSQL stopped for 20 s once the first track exists: the run waits, retries, then
