@@ -39,7 +39,7 @@ from tasks.prefect_tasks import (
     gpu_window_task,
 )
 from tasks.batch_liveness import batch_verdict
-from tasks.window_lease import lease_path, queue_lost_at
+from tasks.window_lease import lease_path, lease_record, queue_lost_at
 
 AGENTS = "agents"
 # A window's lease outlives its agent's last renewal by this much (tasks/window_lease.py); a
@@ -186,15 +186,16 @@ def wait_for_agents(batches: list[list[dict[str, Any]]], settings: dict[str, Any
         run = runs.get(run_id)
         state = run.state if run else None
         leases = [lease_path(data_dir, k) for k in w["keys"]]
+        records = [lease_record(p) for p in leases]  # read once per poll
         now = time.time()
-        if any(p.exists() for p in leases):
+        if any(r is not None for r in records):
             w["lease_seen"], w["lease_gone"] = True, None
         elif w.get("lease_seen") and w.get("lease_gone") is None:
             w["lease_gone"] = now
         verdict = batch_verdict(
             state.type.value if state else None,
             state.timestamp.timestamp() if state and state.timestamp else None,
-            leases, LEASE_TTL_S, w["at"], lost, now, w.get("lease_gone"))
+            records, LEASE_TTL_S, w["at"], lost, now, w.get("lease_gone"))
         if verdict.kind == "alive":
             return
         if verdict.kind == "done":

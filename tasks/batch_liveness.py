@@ -38,11 +38,9 @@ context), which on a loaded 2-core machine takes seconds; a false "dead" costs a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-from tasks.window_lease import lease_record
+from typing import Any
 
 # The grace of rules 3, 5 and 6 is at least this, and at least twice the lease TTL.
 MIN_NO_LEASE_GRACE_S = 30.0
@@ -58,12 +56,15 @@ def no_lease_grace_s(ttl_s: float) -> float:
     return max(2.0 * ttl_s, MIN_NO_LEASE_GRACE_S)
 
 
-def batch_verdict(state_type: str | None, state_since: float | None, leases: Sequence[Path],
-                  ttl_s: float, dispatched_at: float, lost_at: float | None, now: float,
+def batch_verdict(state_type: str | None, state_since: float | None,
+                  leases: Sequence[Mapping[str, Any] | None], ttl_s: float, dispatched_at: float,
+                  lost_at: float | None, now: float,
                   lease_gone_since: float | None = None) -> Verdict:
     """The verdict on one dispatch (see module). ``state_type``: the recorded state's type
     (``"COMPLETED"``, ``"RUNNING"``, ...) or None when the run is not found; ``state_since``:
-    when that state began (epoch s); ``lost_at``: the latest loss of the server's queue;
+    when that state began (epoch s); ``leases``: the batch's lease records as read this poll
+    (``window_lease.lease_record``: None where there is none); ``lost_at``: the latest loss of
+    the server's queue;
     ``lease_gone_since``: when the caller first found gone a lease it had seen for this
     dispatch (None if it never saw one, or sees it now)."""
     if state_type == "COMPLETED":
@@ -71,10 +72,9 @@ def batch_verdict(state_type: str | None, state_since: float | None, leases: Seq
     if state_type in ("FAILED", "CRASHED", "CANCELLED"):
         return Verdict("failed")  # the reason is the state's message
     grace = no_lease_grace_s(ttl_s)
-    records = [(p, lease_record(p)) for p in leases]
-    held = [(p, r) for p, r in records if r is not None]
+    held = [r for r in leases if r is not None]
     if held:
-        for _p, r in held:
+        for r in held:
             if "expires_at" not in r:
                 continue  # unreadable right now: read again at the next poll
             expires = float(r["expires_at"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks.batch_liveness import MIN_NO_LEASE_GRACE_S, batch_verdict, no_lease_grace_s
-from tasks.window_lease import hold_lease, lease_path
+from tasks.window_lease import hold_lease, lease_path, lease_record
 
 NOW = 10_000.0  # an explicit clock, far from the real one
 TTL = 4.0
@@ -26,7 +26,7 @@ def _lease(tmp_path: Path, key: str, expires_at: float | None) -> Path:
 
 def _verdict(state: str | None, leases: list[Path], since: float | None = NOW - 1,
              at: float = NOW - 1, lost: float | None = None) -> tuple[str, str]:
-    v = batch_verdict(state, since, leases, TTL, at, lost, NOW)
+    v = batch_verdict(state, since, [lease_record(p) for p in leases], TTL, at, lost, NOW)
     return v.kind, v.why
 
 
@@ -100,7 +100,7 @@ def test_a_held_lease_keeps_its_batch_alive(tmp_path: Path, state: str) -> None:
 
     path = lease_path(tmp_path, "held")
     with hold_lease(path, ttl_s=60.0):
-        v = batch_verdict(state, time.time() - 1000, [path], 60.0, time.time() - 1000,
+        v = batch_verdict(state, time.time() - 1000, [lease_record(path)], 60.0, time.time() - 1000,
                           time.time() - 10, time.time())
     assert v.kind == "alive"
 
@@ -110,13 +110,13 @@ def test_a_released_lease_with_no_recorded_end_is_redone_after_the_grace(tmp_pat
     none = _lease(tmp_path, "a", None)
     grace = no_lease_grace_s(TTL)
     for state in ("SCHEDULED", "PENDING", "RUNNING"):  # (a missing run: its own rule)
-        v = batch_verdict(state, None, [none], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - grace)
+        v = batch_verdict(state, None, [lease_record(none)], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - grace)
         assert v.kind == "alive", state
-        v = batch_verdict(state, None, [none], TTL, NOW - 1000, None, NOW,
+        v = batch_verdict(state, None, [lease_record(none)], TTL, NOW - 1000, None, NOW,
                           lease_gone_since=NOW - grace - 2)
         assert v.kind == "dead" and "released" in v.why and "never recorded" in v.why, state
     # a recorded end wins
-    v = batch_verdict("COMPLETED", None, [none], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - 500)
+    v = batch_verdict("COMPLETED", None, [lease_record(none)], TTL, NOW - 1000, None, NOW, lease_gone_since=NOW - 500)
     assert v.kind == "done"
 
 
@@ -125,8 +125,8 @@ def test_the_moment_between_a_released_lease_and_the_recorded_end_is_not_a_death
     # and its COMPLETED event is on its way. Not "RUNNING for minutes without a lease".
     none = _lease(tmp_path, "a", None)
     for state in ("RUNNING", "PENDING"):
-        v = batch_verdict(state, NOW - 600, [none], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
+        v = batch_verdict(state, NOW - 600, [lease_record(none)], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
         assert v.kind == "alive", state
     # a vanished run whose lease was seen: the same grace from the release, not from the dispatch
-    v = batch_verdict(None, None, [none], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
+    v = batch_verdict(None, None, [lease_record(none)], TTL, NOW - 600, None, NOW, lease_gone_since=NOW - 1)
     assert v.kind == "alive"
